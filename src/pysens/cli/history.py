@@ -1,0 +1,36 @@
+"""``sens history``: events from the journal, like ``journalctl``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import compile_filter, open_journal, parse_when, print_event
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    """Add ``history`` to the ``sens`` parser."""
+    p = sub.add_parser(
+        "history", help="events from the journal",
+        description="Print journaled events in order. Times: ISO 8601, now, today, yesterday, "
+        "or relative (-30m, -2h, -7d).",
+    )
+    p.add_argument("--since", type=str, metavar="T", help="only events at or after T")
+    p.add_argument("--until", type=str, metavar="T", help="only events before T")
+    p.add_argument("--filter", metavar="CRITERIA", help="MS-COMEV filter criteria")
+    p.add_argument("-n", "--limit", type=int, metavar="N", help="at most N events")
+    p.add_argument("--json", action="store_true", help="one SPEC §2 JSON object per line")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sens history``."""
+    where = compile_filter(args.filter)
+    since = parse_when(args.since) if args.since else None
+    until = parse_when(args.until) if args.until else None
+    with open_journal(args) as journal:
+        for event in journal.query(since=since, until=until, where=where, limit=args.limit):
+            print_event(event, args.json)
+    return 0

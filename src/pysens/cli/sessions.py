@@ -1,0 +1,70 @@
+"""``sens sessions``: the sessions open now, like ``loginctl list-sessions``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from ..live import snapshot_sessions
+from ..sources import SourceUnavailable
+from ..tracker import OpenSession, Tracker
+from .common import CliError, escape
+from .watch import open_chosen_source
+
+__all__ = ["format_table", "register", "run"]
+
+
+def register(sub: Any) -> None:
+    """Add ``sessions`` to the ``sens`` parser."""
+    p = sub.add_parser(
+        "sessions", help="the sessions open now, with their state",
+        description="List the sessions open now: id, user, state (active / disconnected / "
+        "locked), type, tty or seat, remote host, since.",
+    )
+    p.add_argument("--source", default="auto", metavar="auto|logind|utmp|wts",
+                   help="where to look (default: auto)")
+    p.add_argument("--json", action="store_true", help="one JSON object per session")
+    p.set_defaults(run=run)
+
+
+def format_table(sessions: list[OpenSession], *, with_host: bool = False) -> list[str]:
+    """The rows of the human table, header first."""
+    head = ["SESSION", "USER", "STATE", "TYPE", "TTY/SEAT", "FROM", "SINCE"]
+    if with_host:
+        head.insert(0, "HOST")
+    rows = [head]
+    for s in sessions:
+        i = s.info
+        user = f"{i.domain}\\{i.user_name}" if i.domain else i.user_name
+        row = [i.session_id, user, s.state, i.session_type, i.tty or i.seat,
+               i.client_address or i.client_name, s.since.strftime("%Y-%m-%d %H:%M:%S")]
+        if with_host:
+            row.insert(0, s.host)
+        rows.append([escape(v) for v in row])
+    widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append(f"\n{len(sessions)} session(s) listed.")
+    return lines
+
+
+async def _sessions(args: argparse.Namespace) -> int:
+    source = await open_chosen_source(args.source)
+    try:
+        tracker = await snapshot_sessions(source, Tracker())
+    except SourceUnavailable as e:
+        raise CliError(str(e)) from None
+    finally:
+        await source.aclose()
+    if args.json:
+        for s in tracker.sessions:
+            print(json.dumps(s.to_json(), ensure_ascii=False))
+    else:
+        print("\n".join(format_table(tracker.sessions)))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sens sessions``."""
+    return asyncio.run(_sessions(args))

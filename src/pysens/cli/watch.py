@@ -1,0 +1,81 @@
+"""``sens watch``: live events as they happen."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from ..live import tracked_events
+from ..sources import SOURCES, Source, SourceUnavailable, detect, open_source
+from ..sources.replay import LineError
+from ..tracker import Tracker
+from .common import CliError, compile_filter, print_event
+
+__all__ = ["open_chosen_source", "register", "run"]
+
+
+def register(sub: Any) -> None:
+    """Add ``watch`` to the ``sens`` parser."""
+    p = sub.add_parser(
+        "watch", help="show logon, logoff, disconnect and reconnect events as they happen",
+        description="Show SENS events as they happen. With --source auto, pysens picks what this "
+        "host has (logind, else utmp; WTS on Windows) and says which on stderr. A FILE.jsonl "
+        "(or -) replays SPEC §2 events.",
+    )
+    p.add_argument("--source", default="auto", metavar="auto|logind|utmp|wts|FILE.jsonl",
+                   help="where events come from (default: auto)")
+    p.add_argument("--filter", metavar="CRITERIA",
+                   help="MS-COMEV filter, e.g. \"bstrUserName = 'alice' AND NOT remote = TRUE\"")
+    p.add_argument("--json", action="store_true", help="one SPEC §2 JSON object per line")
+    p.add_argument("--include-existing", action="store_true",
+                   help="fire Logon for sessions already open when watching starts")
+    p.set_defaults(run=run)
+
+
+async def open_chosen_source(name: str, **options: Any) -> Source:
+    """The source ``name`` names; ``auto`` detects one and says which on stderr."""
+    try:
+        if name == "auto":
+            name, why = await detect()
+            print(f"sens: watching {name} ({why})", file=sys.stderr)
+        return open_source(name, **options)
+    except SourceUnavailable as e:
+        raise CliError(str(e)) from None
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    where = compile_filter(args.filter)
+    errors: list[LineError] = []
+
+    def bad_line(e: LineError) -> None:
+        errors.append(e)
+        print(f"sens: {e}; line skipped", file=sys.stderr)
+
+    options: dict[str, Any] = {}
+    if args.source not in SOURCES or args.source == "replay":
+        options["on_error"] = bad_line
+    source = await open_chosen_source(args.source, **options)
+    tracker = Tracker(include_existing=args.include_existing)
+    try:
+        async for event in tracked_events(source, tracker):
+            if where is None or where(event):
+                print_event(event, args.json)
+    except SourceUnavailable as e:
+        raise CliError(str(e)) from None
+    finally:
+        await source.aclose()
+    if errors:
+        raise CliError(f"{len(errors)} line(s) skipped as malformed")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sens watch``."""
+    from ..events import EventError
+
+    try:
+        return asyncio.run(_watch(args))
+    except EventError as e:
+        raise CliError(str(e)) from None

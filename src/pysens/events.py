@@ -1,0 +1,344 @@
+"""The SENS event model: event classes, their methods, and the event itself.
+
+Pure: no I/O. Names follow Windows SENS exactly (``sensevts.h``); see SPEC §1 and §2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import cache
+from typing import Any
+
+__all__ = [
+    "CLASS_METHODS",
+    "METHOD_CLASSES",
+    "METHOD_PARAMETERS",
+    "EventClass",
+    "EventError",
+    "Method",
+    "SensEvent",
+    "format_time",
+    "make_event_id",
+    "parse_method",
+    "parse_time",
+    "snake_case",
+]
+
+
+class EventError(ValueError):
+    """An event (or its JSON) is not valid: the message says which field and why."""
+
+
+class EventClass(StrEnum):
+    """The four SENS event interfaces."""
+
+    ISensLogon2 = "ISensLogon2"
+    ISensLogon = "ISensLogon"
+    ISensNetwork = "ISensNetwork"
+    ISensOnNow = "ISensOnNow"
+
+
+class Method(StrEnum):
+    """Every SENS method, PascalCase as in ``sensevts.h``."""
+
+    Logon = "Logon"
+    Logoff = "Logoff"
+    SessionDisconnect = "SessionDisconnect"
+    SessionReconnect = "SessionReconnect"
+    PostShell = "PostShell"
+    StartShell = "StartShell"
+    DisplayLock = "DisplayLock"
+    DisplayUnlock = "DisplayUnlock"
+    StartScreenSaver = "StartScreenSaver"
+    StopScreenSaver = "StopScreenSaver"
+    ConnectionMade = "ConnectionMade"
+    ConnectionMadeNoQOCInfo = "ConnectionMadeNoQOCInfo"
+    ConnectionLost = "ConnectionLost"
+    DestinationReachable = "DestinationReachable"
+    DestinationReachableNoQOCInfo = "DestinationReachableNoQOCInfo"
+    OnACPower = "OnACPower"
+    OnBatteryPower = "OnBatteryPower"
+    BatteryLow = "BatteryLow"
+
+
+M = Method
+#: The methods of each event class, in the interface's vtable order.
+CLASS_METHODS: Mapping[EventClass, tuple[Method, ...]] = {
+    EventClass.ISensLogon2: (M.Logon, M.Logoff, M.SessionDisconnect, M.SessionReconnect, M.PostShell),
+    EventClass.ISensLogon: (
+        M.Logon, M.Logoff, M.StartShell, M.DisplayLock, M.DisplayUnlock,
+        M.StartScreenSaver, M.StopScreenSaver,
+    ),
+    EventClass.ISensNetwork: (
+        M.ConnectionMade, M.ConnectionMadeNoQOCInfo, M.ConnectionLost,
+        M.DestinationReachable, M.DestinationReachableNoQOCInfo,
+    ),
+    EventClass.ISensOnNow: (M.OnACPower, M.OnBatteryPower, M.BatteryLow),
+}
+
+#: The SENS parameter names of each method (the subscriber's signature), per class.
+METHOD_PARAMETERS: Mapping[EventClass, Mapping[Method, tuple[str, ...]]] = {
+    EventClass.ISensLogon2: {
+        m: ("bstrUserName", "dwSessionId") for m in CLASS_METHODS[EventClass.ISensLogon2]
+    },
+    EventClass.ISensLogon: {m: ("bstrUserName",) for m in CLASS_METHODS[EventClass.ISensLogon]},
+    EventClass.ISensNetwork: {
+        M.ConnectionMade: ("bstrConnection", "ulType", "lpQOCInfo"),
+        M.ConnectionMadeNoQOCInfo: ("bstrConnection", "ulType"),
+        M.ConnectionLost: ("bstrConnection", "ulType"),
+        M.DestinationReachable: ("bstrDestination", "bstrConnection", "ulType", "lpQOCInfo"),
+        M.DestinationReachableNoQOCInfo: ("bstrDestination", "bstrConnection", "ulType"),
+    },
+    EventClass.ISensOnNow: {
+        M.OnACPower: (),
+        M.OnBatteryPower: ("dwBatteryLifePercent",),
+        M.BatteryLow: ("dwBatteryLifePercent",),
+    },
+}
+
+# StartShell (ISensLogon) and PostShell (ISensLogon2) are one occurrence, "the user's shell is
+# running": an event carries PostShell and is delivered to subscribers of either name.
+_ALIASES: Mapping[Method, Method] = {M.StartShell: M.PostShell}
+
+
+def _classes_of(method: Method) -> tuple[EventClass, ...]:
+    names = {method, *(a for a, b in _ALIASES.items() if b is method)}
+    return tuple(c for c in EventClass if names & set(CLASS_METHODS[c]))
+
+
+#: The classes each (canonical) method's event is delivered to, ISensLogon2 first.
+METHOD_CLASSES: Mapping[Method, tuple[EventClass, ...]] = {
+    m: _classes_of(m) for m in Method if m not in _ALIASES
+}
+
+
+def parse_method(name: str | Method) -> Method:
+    """The canonical :class:`Method` for ``name`` (PascalCase, or snake_case, any case).
+
+    ``StartShell`` becomes ``PostShell`` (one occurrence, two names). An unknown name raises
+    :class:`EventError` listing the valid ones.
+    """
+    if isinstance(name, Method):
+        return _ALIASES.get(name, name)
+    key = name.replace("_", "").lower()
+    for m in Method:
+        if m.value.lower() == key:
+            return _ALIASES.get(m, m)
+    valid = ", ".join(m.value for m in Method)
+    raise EventError(f"unknown method {name!r}; valid methods are: {valid}")
+
+
+def snake_case(method: str) -> str:
+    """``SessionReconnect`` -> ``session_reconnect`` (the Python subscriber's method name)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", method).lower()
+
+
+def format_time(t: datetime) -> str:
+    """UTC ISO 8601 with microseconds and ``Z``: ``2026-11-23T20:44:39.123456Z``."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    elif t.utcoffset():
+        t = t.astimezone(UTC)
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+        f".{t.microsecond:06d}Z"
+    )
+
+
+def parse_time(value: str | datetime | float | int) -> datetime:
+    """A timezone-aware UTC datetime from ISO 8601 text, a datetime, or epoch seconds."""
+    if isinstance(value, datetime):
+        t = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, str):
+        try:
+            t = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise EventError(f"time {value!r} is not ISO 8601") from None
+    else:
+        raise EventError(f"time {value!r} is not ISO 8601")
+    if t.tzinfo is None:
+        return t.replace(tzinfo=UTC)
+    return t if not t.utcoffset() else t.astimezone(UTC)
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def make_event_id(time: datetime, *parts: object) -> str:
+    """A ULID-shaped id (26 Crockford base-32 chars) that is a pure function of its inputs.
+
+    The first 48 bits are the event time in milliseconds, so ids sort by time; the other 80 bits
+    hash what identifies the occurrence. The same occurrence read twice gives the same id, which
+    makes the id the idempotency key from source to central store.
+    """
+    ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=10).digest()
+    n = (ms << 80) | int.from_bytes(digest, "big")
+    out = []
+    for _ in range(26):
+        out.append(_CROCKFORD[n & 31])
+        n >>= 5
+    return "".join(reversed(out))
+
+
+@cache
+def default_host() -> str:
+    """This machine's short host name."""
+    return socket.gethostname().split(".")[0] or "localhost"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+_UNSET_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SensEvent:
+    """One SENS event (SPEC §2). Frozen; build a changed copy with :meth:`evolve`.
+
+    Missing ``id``, ``time``, ``observed`` and ``host`` are filled in; ``classes`` follows from
+    ``method``; ``StartShell`` is stored as ``PostShell``.
+    """
+
+    method: Method | str
+    user_name: str | None = None
+    session_id: str | None = None
+    id: str = ""
+    seq: int | None = None
+    time: datetime = _UNSET_TIME
+    observed: datetime = _UNSET_TIME
+    host: str = ""
+    source: str = "api"
+    classes: tuple[EventClass, ...] = ()
+    domain: str | None = None
+    session_name: str | None = None
+    session_type: str | None = None
+    tty: str | None = None
+    seat: str | None = None
+    remote: bool = False
+    client_name: str | None = None
+    client_address: str | None = None
+    logon_id: str | None = None
+    reason: str | None = None
+    synthesized: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        setattr_ = object.__setattr__
+        method = parse_method(self.method)
+        setattr_(self, "method", method)
+        setattr_(self, "classes", METHOD_CLASSES[method])
+        if self.session_id is not None and not isinstance(self.session_id, str):
+            setattr_(self, "session_id", str(self.session_id))
+        now = None
+        if self.time is _UNSET_TIME:
+            now = _now()
+            setattr_(self, "time", now)
+        elif not isinstance(self.time, datetime) or self.time.tzinfo is None:
+            setattr_(self, "time", parse_time(self.time))
+        if self.observed is _UNSET_TIME:
+            setattr_(self, "observed", now or _now())
+        elif not isinstance(self.observed, datetime) or self.observed.tzinfo is None:
+            setattr_(self, "observed", parse_time(self.observed))
+        if not self.host:
+            setattr_(self, "host", default_host())
+        if not self.id:
+            setattr_(self, "id", make_event_id(
+                self.time, self.host, self.source, method.value, format_time(self.time),
+                self.session_id, self.user_name, self.tty, self.logon_id,
+            ))
+
+    @property
+    def canonical_method(self) -> Method:
+        """The method as a :class:`Method` (always canonical after construction)."""
+        return self.method if isinstance(self.method, Method) else parse_method(self.method)
+
+    def evolve(self, **changes: Any) -> SensEvent:
+        """A copy with ``changes`` applied (the id stays unless given)."""
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The SPEC §2 object (``seq`` only once journaled)."""
+        d: dict[str, Any] = {"id": self.id}
+        if self.seq is not None:
+            d["seq"] = self.seq
+        d["time"] = format_time(self.time)
+        d["observed"] = format_time(self.observed)
+        d["host"] = self.host
+        d["source"] = self.source
+        d["method"] = str(self.method)
+        d["classes"] = [str(c) for c in self.classes]
+        for name in _PLAIN_FIELDS:
+            d[name] = getattr(self, name)
+        d["raw"] = dict(self.raw)
+        return d
+
+    def to_json_text(self) -> str:
+        """:meth:`to_json` as one compact line of JSON."""
+        return json.dumps(self.to_json(), ensure_ascii=False, separators=(", ", ": "), default=str)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any] | str | bytes) -> SensEvent:
+        """Build an event from a SPEC §2 object or its JSON text; missing fields take defaults.
+
+        Raises :class:`EventError` naming the field when a value has the wrong type.
+        """
+        if isinstance(obj, str | bytes):
+            try:
+                obj = json.loads(obj)
+            except json.JSONDecodeError as e:
+                raise EventError(f"not JSON: {e.msg} at column {e.colno}") from None
+        if not isinstance(obj, Mapping):
+            raise EventError("an event must be a JSON object")
+        if "method" not in obj:
+            raise EventError("the event has no 'method'")
+        kw: dict[str, Any] = {}
+        for name, value in obj.items():
+            if name not in _FIELD_NAMES or name == "classes":
+                continue  # unknown keys are tolerated (forward compatibility); classes derive
+            if value is None and name in _NOT_NULL:
+                continue
+            kw[name] = _check(name, value)
+        return cls(**kw)
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(SensEvent))
+_NOT_NULL = frozenset({"id", "time", "observed", "host", "source", "remote", "synthesized", "raw"})
+_PLAIN_FIELDS = (
+    "user_name", "domain", "session_id", "session_name", "session_type", "tty", "seat",
+    "remote", "client_name", "client_address", "logon_id", "reason", "synthesized",
+)
+_BOOL_FIELDS = frozenset({"remote", "synthesized"})
+
+
+def _check(name: str, value: Any) -> Any:
+    if name in ("time", "observed"):
+        return parse_time(value) if isinstance(value, str) else _bad(name, value, "an ISO time")
+    if name == "seq":
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        return _bad(name, value, "an integer")
+    if name in _BOOL_FIELDS:
+        return value if isinstance(value, bool) else _bad(name, value, "true or false")
+    if name == "raw":
+        return value if isinstance(value, Mapping) else _bad(name, value, "an object")
+    if name == "session_id" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if value is None or isinstance(value, str):
+        return value
+    return _bad(name, value, "a string")
+
+
+def _bad(name: str, value: Any, what: str) -> Any:
+    raise EventError(f"field {name!r} must be {what}, not {json.dumps(value, default=str)}")

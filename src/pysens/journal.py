@@ -1,0 +1,307 @@
+"""The journal: every event, once, in order, in SQLite (WAL).
+
+Append is idempotent by event id and assigns ``seq``, the event's position on this host. Cursors
+(one per persistent subscriber or forwarder) remember how far each reader has got. The schema
+carries a version (``PRAGMA user_version``) and migrations run forward on open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from .events import SensEvent
+
+__all__ = [
+    "MIGRATIONS",
+    "AppendResult",
+    "Journal",
+    "JournalError",
+    "JournalWriter",
+    "default_journal_path",
+]
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be opened or written; the message names the file."""
+
+
+#: Forward migrations; entry ``n`` brings a database from version ``n`` to ``n + 1``.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY,
+        id         TEXT NOT NULL UNIQUE,
+        time_us    INTEGER NOT NULL,
+        host       TEXT NOT NULL,
+        method     TEXT NOT NULL,
+        user_name  TEXT,
+        session_id TEXT,
+        body       TEXT NOT NULL
+    );
+    CREATE INDEX events_time ON events(time_us);
+    CREATE TABLE cursors (
+        name TEXT PRIMARY KEY,
+        seq  INTEGER NOT NULL
+    );
+    """,
+]
+
+
+def default_journal_path() -> Path:
+    """``$SENS_JOURNAL``, else ``/var/lib/pysens/journal.db`` for root, else the XDG state dir."""
+    env = os.environ.get("SENS_JOURNAL")
+    if env:
+        return Path(env)
+    if os.name == "posix" and os.geteuid() == 0:
+        return Path("/var/lib/pysens/journal.db")
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "pysens" / "journal.db"
+
+
+def _us(t: datetime) -> int:
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """An appended event (with its ``seq``) and whether it was new (False: already there)."""
+
+    event: SensEvent
+    inserted: bool
+
+
+class Journal:
+    """A journal file. Thread-safe: one connection guarded by a lock.
+
+    ``durable=True`` makes every commit reach the disk before returning (``synchronous=FULL``);
+    the default ``NORMAL`` in WAL mode survives a process crash (kill -9) without an fsync per
+    commit, and loses at most the last commits on power loss.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, durable: bool = False) -> None:
+        self.path = Path(path) if path is not None else default_journal_path()
+        try:
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._lock = threading.RLock()
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise JournalError(f"cannot open the journal {self.path}: {e}") from None
+        except OSError as e:
+            raise JournalError(f"cannot open the journal {self.path}: {e.strerror}") from None
+
+    # -- schema ------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """The schema version of the open file."""
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self._lock:
+            current = self.version
+            if current > len(MIGRATIONS):
+                raise JournalError(
+                    f"the journal {self.path} has schema version {current}, newer than this "
+                    f"pysens knows ({len(MIGRATIONS)}); upgrade pysens"
+                )
+            for n in range(current, len(MIGRATIONS)):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in MIGRATIONS[n].split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version={n + 1}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(self, event: SensEvent) -> AppendResult:
+        """Add ``event`` unless its id is there already; either way, the stored event."""
+        return self.append_many([event])[0]
+
+    def append_many(self, events: Sequence[SensEvent]) -> list[AppendResult]:
+        """Add many events in one transaction (one commit, one fsync at most)."""
+        out: list[AppendResult] = []
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for e in events:
+                    body = json.dumps(e.to_json() | {"seq": None}, ensure_ascii=False, default=str)
+                    row = db.execute(
+                        "INSERT INTO events(id, time_us, host, method, user_name, session_id, body)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING seq",
+                        (e.id, _us(e.time), e.host, str(e.method), e.user_name, e.session_id, body),
+                    ).fetchone()
+                    if row is not None:
+                        out.append(AppendResult(e.evolve(seq=row[0]), True))
+                    else:
+                        (seq,) = db.execute(
+                            "SELECT seq FROM events WHERE id = ?", (e.id,)
+                        ).fetchone()
+                        out.append(AppendResult(e.evolve(seq=seq), False))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return out
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get(self, event_id: str) -> SensEvent | None:
+        """The journaled event with this id."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq, body FROM events WHERE id = ?", (event_id,)
+            ).fetchone()
+        return None if row is None else _load(row)
+
+    def last_seq(self) -> int:
+        """The highest ``seq`` (0 when empty)."""
+        with self._lock:
+            return int(self._db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+    def count(self) -> int:
+        """How many events the journal holds."""
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def query(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_seq: int | None = None,
+        where: Callable[[SensEvent], bool] | None = None,
+        limit: int | None = None,
+        batch: int = 1000,
+    ) -> Iterator[SensEvent]:
+        """Events in ``seq`` order: time in ``[since, until)``, ``seq > after_seq``, and
+        ``where(event)`` true (a compiled filter). Read in batches, so a huge journal streams."""
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("time_us >= ?")
+            params.append(_us(since))
+        if until is not None:
+            clauses.append("time_us < ?")
+            params.append(_us(until))
+        last = after_seq or 0
+        sent = 0
+        while True:
+            sql = "SELECT seq, body FROM events WHERE " + " AND ".join([*clauses, "seq > ?"])
+            with self._lock:
+                rows = self._db.execute(
+                    sql + " ORDER BY seq LIMIT ?", (*params, last, batch)
+                ).fetchall()
+            for row in rows:
+                last = row[0]
+                event = _load(row)
+                if where is None or where(event):
+                    yield event
+                    sent += 1
+                    if limit is not None and sent >= limit:
+                        return
+            if len(rows) < batch:
+                return
+
+    # -- cursors -----------------------------------------------------------------------------
+
+    def cursor(self, name: str) -> int:
+        """The ``seq`` the reader ``name`` has finished with (0: nothing yet)."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        """Record that ``name`` has finished with everything up to ``seq``."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO cursors(name, seq) VALUES (?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
+                (name, seq),
+            )
+
+    def delete_cursor(self, name: str) -> None:
+        """Forget the reader ``name``."""
+        with self._lock:
+            self._db.execute("DELETE FROM cursors WHERE name = ?", (name,))
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _load(row: tuple[int, str]) -> SensEvent:
+    obj = json.loads(row[1])
+    obj["seq"] = row[0]
+    return SensEvent.from_json(obj)
+
+
+class JournalWriter:
+    """Group commit for asyncio producers: concurrent :meth:`append` calls share a transaction.
+
+    Each call returns once its event is committed. While one commit runs in a worker thread,
+    new events queue up and go together in the next, so a burst costs a few commits, not one per
+    event, and a lone event is committed at once (no timer adds latency).
+    """
+
+    def __init__(self, journal: Journal, *, max_batch: int = 5000) -> None:
+        self.journal = journal
+        self.max_batch = max_batch
+        self._pending: list[tuple[SensEvent, asyncio.Future[AppendResult]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def append(self, event: SensEvent) -> AppendResult:
+        """Journal ``event``; returns once it is committed."""
+        fut: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        return await fut
+
+    async def append_many(self, events: Iterable[SensEvent]) -> list[AppendResult]:
+        """Journal several events; returns once all are committed."""
+        return list(await asyncio.gather(*(self.append(e) for e in events)))
+
+    async def _run(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            try:
+                results = await asyncio.to_thread(
+                    self.journal.append_many, [e for e, _ in batch]
+                )
+            except BaseException as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, fut), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)

@@ -1,0 +1,137 @@
+"""What sources report: plain facts about sessions, before any SENS rule is applied.
+
+Sources build these and hand them to :class:`pysens.tracker.Tracker`, which alone decides which
+SENS events they mean. Pure data; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .events import Method, SensEvent
+
+__all__ = [
+    "HostReset",
+    "Observation",
+    "SessionAppeared",
+    "SessionChanged",
+    "SessionInfo",
+    "SessionRecord",
+    "SessionVanished",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """Everything a source knows about one session. Unknown values are ``None``.
+
+    ``session_class`` is logind's Class (``user``, ``greeter``, ``lock-screen`` …); sessions whose
+    class is not a user class, or that have no user name, are not user sessions and get no events.
+    ``active`` is meaningful for sessions with a seat (a VT switch makes one inactive);
+    ``state`` is logind's State (``online``, ``active``, ``closing``). ``session_id`` is ``None``
+    when the record does not carry one (Security 4624 has only a logon id): the tracker then keys
+    the session by ``logon_id``, else by user.
+    """
+
+    session_id: str | None
+    user_name: str | None = None
+    domain: str | None = None
+    session_name: str | None = None
+    session_type: str | None = None
+    session_class: str | None = None
+    tty: str | None = None
+    seat: str | None = None
+    remote: bool = False
+    client_name: str | None = None
+    client_address: str | None = None
+    logon_id: str | None = None
+    active: bool | None = None
+    locked: bool | None = None
+    state: str | None = None
+    since: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAppeared:
+    """A session was seen. ``existing``: it was there before the source started watching, so
+    it is added to the table without a Logon (unless the tracker was told to include existing)."""
+
+    time: datetime
+    source: str
+    info: SessionInfo
+    existing: bool = False
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChanged:
+    """Some properties of a known session changed. ``changes`` holds only what changed, keyed by
+    :class:`SessionInfo` field name (``active``, ``locked``, ``state``, ``session_type`` …)."""
+
+    time: datetime
+    source: str
+    session_id: str
+    changes: Mapping[str, Any]
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionVanished:
+    """A session is gone (logind SessionRemoved, utmp DEAD_PROCESS). ``synthesized``: inferred,
+    not seen (for example after a source gap)."""
+
+    time: datetime
+    source: str
+    session_id: str
+    reason: str | None = None
+    synthesized: bool = False
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A log record that names the SENS method itself (a Windows event log entry, a WTS code,
+    a GNU screen detach). The tracker still applies the ordering rules to it, which is also what
+    collapses one occurrence logged twice (LSM 25 and Security 4778) into one event."""
+
+    time: datetime
+    source: str
+    method: Method
+    info: SessionInfo
+    reason: str | None = None
+    synthesized: bool = False
+    host: str | None = None
+    #: A finished event to emit as it is (a replayed or published event keeps its id) when the
+    #: rules admit it; ``info`` and ``method`` must describe the same thing.
+    event: SensEvent | None = None
+
+    @classmethod
+    def of_event(cls, event: SensEvent) -> SessionRecord:
+        """The record for an already built event (replay, ``sens publish``)."""
+        info = SessionInfo(
+            session_id=event.session_id, user_name=event.user_name, domain=event.domain,
+            session_name=event.session_name, session_type=event.session_type, tty=event.tty,
+            seat=event.seat, remote=event.remote, client_name=event.client_name,
+            client_address=event.client_address, logon_id=event.logon_id, raw=event.raw,
+        )
+        return cls(
+            time=event.time, source=event.source, method=event.canonical_method, info=info,
+            reason=event.reason, synthesized=event.synthesized, host=event.host, event=event,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HostReset:
+    """The host booted, shut down or crashed: every open session ends (synthesized Logoff)."""
+
+    time: datetime
+    source: str
+    reason: str
+    host: str | None = None
+
+
+Observation = SessionAppeared | SessionChanged | SessionVanished | SessionRecord | HostReset
