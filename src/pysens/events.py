@@ -71,7 +71,9 @@ class Method(StrEnum):
 M = Method
 #: The methods of each event class, in the interface's vtable order.
 CLASS_METHODS: Mapping[EventClass, tuple[Method, ...]] = {
-    EventClass.ISensLogon2: (M.Logon, M.Logoff, M.SessionDisconnect, M.SessionReconnect, M.PostShell),
+    EventClass.ISensLogon2: (
+        M.Logon, M.Logoff, M.SessionDisconnect, M.SessionReconnect, M.PostShell,
+    ),
     EventClass.ISensLogon: (
         M.Logon, M.Logoff, M.StartShell, M.DisplayLock, M.DisplayUnlock,
         M.StartScreenSaver, M.StopScreenSaver,

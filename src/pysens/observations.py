@@ -105,6 +105,10 @@ class SessionRecord:
     reason: str | None = None
     synthesized: bool = False
     host: str | None = None
+    #: For a Logon record: the user's shell is up at once (a utmp/wtmp login shell), so the
+    #: tracker fires PostShell right after. Log records that report the shell themselves (LSM 22)
+    #: leave it False and send a PostShell record when it comes.
+    post_shell: bool = False
     #: A finished event to emit as it is (a replayed or published event keeps its id) when the
     #: rules admit it; ``info`` and ``method`` must describe the same thing.
     event: SensEvent | None = None

@@ -165,22 +165,25 @@ class Tracker:
             if obs.info.state == "closing":
                 self._close(key)
                 return []
-            s = OpenSession(
-                host=key[0], source=obs.source, info=obs.info, since=obs.info.since or obs.time,
-                logged_on=False, shell=True, connected=obs.info.active is not False or not obs.info.seat,
-                locked=bool(obs.info.locked),
+            info = obs.info
+            self._open[key] = OpenSession(
+                host=key[0], source=obs.source, info=info, since=info.since or obs.time,
+                logged_on=False, shell=True, connected=info.active is not False or not info.seat,
+                locked=bool(info.locked),
             )
-            self._open[key] = s
             return []
-        return self._logon(key, obs.info, obs.info.since if obs.existing else None, obs.time, obs.source)
+        since = obs.info.since if obs.existing else None
+        return self._logon(key, obs.info, since, obs.time, obs.source)
 
     def _logon(
-        self, key: Key, info: SessionInfo, since: datetime | None, time: datetime, source: str
+        self, key: Key, info: SessionInfo, since: datetime | None, time: datetime, source: str,
+        shell: bool | None = None,
     ) -> list[SensEvent]:
+        """Logon (and PostShell when ``shell``; None: judge from the session's type and seat)."""
         s = OpenSession(host=key[0], source=source, info=info, since=since or time)
         self._open[key] = s
         out = [self._event(s, M.Logon, since or time, source)]
-        if _shell_ready(info):
+        if shell if shell is not None else _shell_ready(info):
             s.shell = True
             out.append(self._event(s, M.PostShell, since or time, source))
         if info.locked:
@@ -293,7 +296,7 @@ class Tracker:
                 # A new logon on a line (or a reused session id) ends the session left open.
                 out = self._logoff(key, s, obs.time, obs.source, "superseded", True)
             self._closed.pop(key, None)
-            return out + self._logon(key, info, None, obs.time, obs.source)
+            return out + self._logon(key, info, None, obs.time, obs.source, obs.post_shell)
         if s is None:
             if key in self._closed:
                 return []  # a duplicate report of something already ended

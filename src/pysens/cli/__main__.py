@@ -1,0 +1,5 @@
+"""``python -m pysens.cli``: the ``sens`` command."""
+
+from . import entry
+
+entry()

@@ -1,0 +1,110 @@
+"""The journal: idempotent append, seq, queries, cursors, migrations, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pysens.events import SensEvent
+from pysens.journal import MIGRATIONS, Journal, JournalError, JournalWriter
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def ev(i: int, method: str = "Logon", user: str = "alice") -> SensEvent:
+    return SensEvent(method=method, user_name=user, session_id=str(i),
+                     time=T0 + timedelta(minutes=i), observed=T0, host="h", source="test")
+
+
+def test_append_assigns_seq_and_is_idempotent(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as j:
+        first = j.append(ev(1))
+        assert first.inserted and first.event.seq == 1
+        again = j.append(ev(1))
+        assert not again.inserted and again.event.seq == 1
+        results = j.append_many([ev(2), ev(1), ev(3)])
+        assert [(r.event.seq, r.inserted) for r in results] == [(2, True), (1, False), (3, True)]
+        assert j.count() == 3 and j.last_seq() == 3
+        stored = j.get(ev(2).id)
+        assert stored is not None and stored.seq == 2
+        assert stored.evolve(seq=None) == ev(2)
+
+
+def test_events_survive_reopen_exactly(tmp_path: Path) -> None:
+    e = SensEvent(method="SessionReconnect", user_name="bob", domain="CORP", session_id="3",
+                  time=T0, host="h", remote=True, client_address="10.0.0.1",
+                  raw={"EventID": 4778, "nested": {"a": [1, 2]}})
+    with Journal(tmp_path / "j.db") as j:
+        j.append(e)
+    with Journal(tmp_path / "j.db") as j:
+        (back,) = list(j.query())
+    assert back.seq == 1 and back.evolve(seq=None) == e
+
+
+def test_query_by_time_seq_predicate_and_limit(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as j:
+        j.append_many([ev(i, user="alice" if i % 2 else "bob") for i in range(1, 11)])
+        window = list(j.query(since=T0 + timedelta(minutes=3), until=T0 + timedelta(minutes=6)))
+        assert [e.session_id for e in window] == ["3", "4", "5"]
+        after = list(j.query(after_seq=8))
+        assert [e.seq for e in after] == [9, 10]
+        bobs = list(j.query(where=lambda e: e.user_name == "bob", limit=2))
+        assert [e.session_id for e in bobs] == ["2", "4"]
+        # small batches still stream everything, in order
+        assert [e.seq for e in j.query(batch=3)] == list(range(1, 11))
+
+
+def test_cursors(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as j:
+        assert j.cursor("sink:a") == 0
+        j.set_cursor("sink:a", 5)
+        j.set_cursor("sink:a", 7)
+        assert j.cursor("sink:a") == 7
+        j.delete_cursor("sink:a")
+        assert j.cursor("sink:a") == 0
+
+
+def test_schema_version_and_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path) as j:
+        assert j.version == len(MIGRATIONS)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version=999")
+    with pytest.raises(JournalError, match="newer than this pysens knows"):
+        Journal(path)
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(JournalError, match=str(path)):
+        Journal(path)
+
+
+def test_wal_mode(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as j:
+        assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_group_commit_batches_concurrent_appends(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    calls: list[int] = []
+    original = j.append_many
+
+    def counting(events: list[SensEvent]):  # type: ignore[no-untyped-def]
+        calls.append(len(events))
+        return original(events)
+
+    j.append_many = counting  # type: ignore[method-assign]
+    w = JournalWriter(j)
+    results = await asyncio.gather(*(w.append(ev(i)) for i in range(200)))
+    assert sorted(r.event.seq for r in results) == list(range(1, 201))  # type: ignore[type-var]
+    assert all(r.inserted for r in results)
+    assert sum(calls) == 200 and len(calls) < 10, calls  # a burst is a few commits, not 200
+    again = await w.append_many([ev(3), ev(500)])
+    assert [r.inserted for r in again] == [False, True]
+    j.close()
