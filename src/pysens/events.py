@@ -144,6 +144,8 @@ def snake_case(method: str) -> str:
 
 def format_time(t: datetime) -> str:
     """UTC ISO 8601 with microseconds and ``Z``: ``2026-11-23T20:44:39.123456Z``."""
+    if t.tzinfo is UTC:  # the common case, in C
+        return t.isoformat(timespec="microseconds")[:-6] + "Z"
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     elif t.utcoffset():
@@ -266,6 +268,14 @@ class SensEvent:
         """The method as a :class:`Method` (always canonical after construction)."""
         return self.method if isinstance(self.method, Method) else parse_method(self.method)
 
+    def with_seq(self, seq: int | None) -> SensEvent:
+        """This event at journal position ``seq`` (a fast copy: the journal does it per event)."""
+        new = object.__new__(SensEvent)
+        for name in _SLOTS:
+            object.__setattr__(new, name, getattr(self, name))
+        object.__setattr__(new, "seq", seq)
+        return new
+
     def evolve(self, **changes: Any) -> SensEvent:
         """A copy with ``changes`` applied (the id stays unless given)."""
         return replace(self, **changes)
@@ -315,7 +325,8 @@ class SensEvent:
         return cls(**kw)
 
 
-_FIELD_NAMES = frozenset(f.name for f in fields(SensEvent))
+_SLOTS = tuple(f.name for f in fields(SensEvent))
+_FIELD_NAMES = frozenset(_SLOTS)
 _NOT_NULL = frozenset({"id", "time", "observed", "host", "source", "remote", "synthesized", "raw"})
 _PLAIN_FIELDS = (
     "user_name", "domain", "session_id", "session_name", "session_type", "tty", "seat",

@@ -138,30 +138,48 @@ class Journal:
 
     def append_many(self, events: Sequence[SensEvent]) -> list[AppendResult]:
         """Add many events in one transaction (one commit, one fsync at most)."""
-        out: list[AppendResult] = []
+        rows = [
+            (e.id, _us(e.time), e.host, str(e.method), e.user_name, e.session_id,
+             json.dumps(e.to_json(), ensure_ascii=False, default=str))
+            for e in events
+        ]
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                for e in events:
-                    body = json.dumps(e.to_json() | {"seq": None}, ensure_ascii=False, default=str)
-                    row = db.execute(
-                        "INSERT INTO events(id, time_us, host, method, user_name, session_id, body)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING seq",
-                        (e.id, _us(e.time), e.host, str(e.method), e.user_name, e.session_id, body),
-                    ).fetchone()
-                    if row is not None:
-                        out.append(AppendResult(e.evolve(seq=row[0]), True))
-                    else:
-                        (seq,) = db.execute(
-                            "SELECT seq FROM events WHERE id = ?", (e.id,)
-                        ).fetchone()
-                        out.append(AppendResult(e.evolve(seq=seq), False))
+                (last,) = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+                before = db.total_changes
+                db.executemany(
+                    "INSERT INTO events(id, time_us, host, method, user_name, session_id, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                    rows,
+                )
+                if db.total_changes - before == len(rows):
+                    # All new: under the write lock they took the next seqs in order.
+                    seqs = range(last + 1, last + 1 + len(rows))
+                else:
+                    seqs = self._seqs_of([e.id for e in events])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+        out: list[AppendResult] = []
+        seen: set[str] = set()
+        for e, seq in zip(events, seqs, strict=True):
+            new = seq > last and e.id not in seen
+            seen.add(e.id)
+            out.append(AppendResult(e.with_seq(seq), new))
         return out
+
+    def _seqs_of(self, ids: list[str]) -> list[int]:
+        found: dict[str, int] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(
+                f"SELECT id, seq FROM events WHERE id IN ({marks})", chunk
+            ).fetchall())
+        return [found[i] for i in ids]
 
     # -- reading -----------------------------------------------------------------------------
 
