@@ -1,0 +1,91 @@
+"""``sens collect nats://… --store URL``: the fleet's central consumer (SPEC §5)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..journal import default_journal_path
+from ..store import Store, StoreError, open_store
+from .common import CliError
+
+__all__ = ["default_store_url", "open_store_arg", "register", "run"]
+
+
+def default_store_url() -> str:
+    """``sqlite:///`` + ``fleet.db`` beside the default journal."""
+    return f"sqlite:///{Path(default_journal_path()).parent / 'fleet.db'}"
+
+
+def open_store_arg(url: str) -> Store:
+    """The store a ``--store URL`` names, or a CliError saying why not."""
+    try:
+        return open_store(url)
+    except StoreError as e:
+        raise CliError(str(e)) from None
+
+
+def register(sub: Any) -> None:
+    """Add ``collect`` to the ``sens`` parser."""
+    p = sub.add_parser(
+        "collect", help="the fleet's central consumer: NATS JetStream -> a central store",
+        description="Consume every host's events from the NATS JetStream stream the forwarders "
+        "fill (a durable pull consumer) into a central store, each event once: insert-or-ignore "
+        "by event id, acknowledged after the commit. Messages that are not pysens events are "
+        "kept aside in the store's rejected table. Runs until interrupted.",
+    )
+    p.add_argument("url", metavar="nats://HOST:PORT", help="the NATS server")
+    p.add_argument("--store", metavar="URL", default=None,
+                   help="sqlite:///PATH or postgresql://user@host/db (default: fleet.db beside "
+                   "the journal)")
+    p.add_argument("--stream", default="SENS", help="the JetStream stream (default: SENS)")
+    p.add_argument("--durable", default="sens-collector",
+                   help="the durable consumer name (default: sens-collector)")
+    p.add_argument("--subject", metavar="SUBJECT",
+                   help="only these subjects (default: sens.>, e.g. 'sens.*.Logon')")
+    p.add_argument("--batch", type=int, default=1000, metavar="N",
+                   help="messages fetched and committed together (default: 1000)")
+    p.add_argument("--exit-idle", type=float, metavar="SECONDS",
+                   help="exit once nothing new has come for SECONDS (default: run until "
+                   "interrupted)")
+    p.set_defaults(run=run)
+
+
+async def _collect(args: argparse.Namespace, store: Store) -> int:
+    from ..collector import Collector
+
+    if args.batch < 1:
+        raise CliError("--batch must be at least 1", 2)
+    collector = Collector(args.url, store, stream=args.stream, durable=args.durable,
+                          subject=args.subject, batch=args.batch, exit_idle=args.exit_idle)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(collector.close()))
+    try:
+        s = await collector.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    print(f"sens: collected {s.received} message(s): {s.stored} new event(s), {s.already} "
+          f"already stored, {s.rejected} rejected", file=sys.stderr)
+    if s.rejected:
+        print(f"sens: {s.rejected} message(s) were not pysens events; they are kept in the "
+              f"rejected table of {store.url}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sens collect``."""
+    if not args.url.startswith(("nats://", "tls://", "ws://", "wss://")):
+        raise CliError(f"{args.url!r} is not a NATS URL: write nats://HOST:PORT", 2)
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        raise CliError("sens collect needs nats-py: pip install 'pysens[nats]'") from None
+    with open_store_arg(args.store or default_store_url()) as store:
+        return asyncio.run(_collect(args, store))

@@ -1,0 +1,273 @@
+"""The fleet's central consumer: JetStream -> the central store, each event once.
+
+A durable pull consumer (default name ``sens-collector``) fetches batches from the stream the
+forwarders fill; each batch is committed to the store in one transaction (insert-or-ignore by
+event id) and only then acknowledged, so a collector killed at any point loses nothing (the
+unacknowledged messages come again) and doubles nothing (the store ignores ids it has).
+
+A message that is not a pysens event (not JSON, no id, an unknown method, a body whose id does
+not match its ``Nats-Msg-Id`` …) is kept aside in the store's ``rejected`` table with its subject,
+the reason and the raw bytes, logged in one sentence, and acknowledged: it never blocks the
+consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .events import EventError, parse_method
+from .sinks.nats import (
+    DEFAULT_PREFIX,
+    DEFAULT_STREAM,
+    StreamSettings,
+    _describe,
+    _safe_url,
+    connect,
+    ensure_stream,
+)
+from .store import Rejected, Store, StoredEvent, StoreError, open_store
+
+__all__ = ["DEFAULT_DURABLE", "Collector", "CollectorStats", "check_message"]
+
+log = logging.getLogger("pysens.collect")
+
+DEFAULT_DURABLE = "sens-collector"
+
+
+@dataclass(slots=True)
+class CollectorStats:
+    """What a collector has done since it started."""
+
+    received: int = 0
+    stored: int = 0
+    already: int = 0
+    rejected: int = 0
+    batches: int = 0
+    failures: int = 0
+
+
+def _us(text: str) -> int:
+    t = datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise ValueError("no time zone")
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
+def check_message(subject: str, data: bytes, msg_id: str | None,
+                  published_us: int | None = None) -> StoredEvent | str:
+    """The event a message carries, ready to store, or the reason it is not a pysens event.
+
+    Cheaper than a full :meth:`SensEvent.from_json` (the store keeps the body as sent); checks
+    what the store and the readers rely on: a JSON object with a string ``id`` (equal to the
+    ``Nats-Msg-Id`` when there is one), a known ``method``, a ``host``, and ISO ``time``.
+    """
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        return f"not JSON ({e})"
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    event_id = obj.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        return "no event id"
+    if msg_id is not None and msg_id != event_id:
+        return f"its Nats-Msg-Id {msg_id!r} is not its event id {event_id!r}"
+    method = obj.get("method")
+    if not isinstance(method, str):
+        return "no method"
+    try:
+        method = parse_method(method).value
+    except EventError as e:
+        return str(e).split(";")[0]
+    host = obj.get("host")
+    if not isinstance(host, str) or not host:
+        return "no host"
+    when = obj.get("time")
+    try:
+        t_us = _us(when) if isinstance(when, str) else None
+    except ValueError:
+        t_us = None
+    if t_us is None:
+        return f"its time {when!r} is not ISO 8601"
+    user, session, seq = obj.get("user_name"), obj.get("session_id"), obj.get("seq")
+    if session is not None and not isinstance(session, str):
+        session = str(session)
+    for name, value in (("user_name", user), ("observed", obj.get("observed", ""))):
+        if value is not None and not isinstance(value, str):
+            return f"field {name!r} is not a string"
+    if not isinstance(obj.get("raw", {}), dict):
+        return "field 'raw' is not an object"
+    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+        return "field 'seq' is not an integer"
+    return StoredEvent(event_id, host, t_us, method, user, session, seq, subject,
+                       data.decode(), published_us)
+
+
+class Collector:
+    """Consumes the fleet's stream at ``url`` into ``store``; :meth:`run` until :meth:`close`.
+
+    ``subject`` narrows what this consumer takes (default ``<prefix>.>``: everything).
+    ``exit_idle``: return from :meth:`run` once the stream has had nothing new for that many
+    seconds (batch jobs and tests); None runs until :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        store: Store | str,
+        *,
+        stream: str = DEFAULT_STREAM,
+        prefix: str = DEFAULT_PREFIX,
+        durable: str = DEFAULT_DURABLE,
+        subject: str | None = None,
+        batch: int = 1000,
+        fetch_timeout: float = 0.5,
+        exit_idle: float | None = None,
+        backoff: tuple[float, float] = (0.2, 15.0),
+    ) -> None:
+        self._own_store = not isinstance(store, Store)
+        self.store = store if isinstance(store, Store) else open_store(store)
+        self.url = url
+        self.settings = StreamSettings(stream, prefix)
+        self.durable = durable
+        self.subject = subject or f"{prefix}.>"
+        self.batch = batch
+        self.fetch_timeout = fetch_timeout
+        self.exit_idle = exit_idle
+        self.backoff = backoff
+        self.stats = CollectorStats()
+        self._stop = asyncio.Event()
+        self._nc: Any = None
+
+    async def close(self) -> None:
+        """Stop :meth:`run` after the batch in hand is stored and acknowledged."""
+        self._stop.set()
+
+    def release(self) -> None:
+        """Close the store if this collector opened it."""
+        if self._own_store:
+            self.store.close()
+
+    async def run(self) -> CollectorStats:
+        """Collect until :meth:`close` (or ``exit_idle``); network and store failures are logged
+        once per outage and retried with backoff."""
+        delay = self.backoff[0]
+        reported = False
+        loop = asyncio.get_running_loop()
+        idle_since = loop.time()
+        while not self._stop.is_set():
+            try:
+                idle_since = await self._session(idle_since)
+                return self.stats
+            except Exception as e:
+                self.stats.failures += 1
+                msg = str(e) if isinstance(e, StoreError) else _describe(e, self.url)
+                if not reported:
+                    log.warning("%s; the collector keeps retrying", msg)
+                    reported = True
+                else:
+                    log.debug("%s", msg)
+                if self.exit_idle is not None and loop.time() - idle_since > self.exit_idle:
+                    return self.stats
+            finally:
+                nc, self._nc = self._nc, None
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await nc.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(),
+                                       delay * random.uniform(0.8, 1.2))  # noqa: S311
+            delay = min(delay * 2, self.backoff[1])
+        return self.stats
+
+    async def _session(self, idle_since: float) -> float:
+        import nats.errors
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        self._nc = await connect(self.url)
+        js = self._nc.jetstream()
+        await ensure_stream_exists(js, self.settings)
+        psub = await js.pull_subscribe(
+            self.subject, durable=self.durable, stream=self.settings.name,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=30,
+                max_deliver=-1, max_ack_pending=max(20_000, 4 * self.batch),
+            ),
+        )
+        log.info("collecting %s from %s into %s", self.subject, _safe_url(self.url),
+                 self.store.url)
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            try:
+                msgs = await psub.fetch(self.batch, timeout=self.fetch_timeout)
+            except nats.errors.TimeoutError:
+                if self._nc.is_closed:
+                    raise ConnectionError("the connection to the server was lost") from None
+                if self.exit_idle is not None and loop.time() - idle_since > self.exit_idle:
+                    return idle_since
+                continue
+            idle_since = loop.time()
+            await self._handle(msgs)
+        return idle_since
+
+    async def _handle(self, msgs: list[Any]) -> None:
+        events: list[StoredEvent] = []
+        rejected: list[Rejected] = []
+        for m in msgs:
+            meta = _meta(m.reply)
+            headers = m.headers or {}
+            item = check_message(m.subject, m.data, headers.get("Nats-Msg-Id"), meta[1])
+            if isinstance(item, str):
+                log.warning("message %d on %s is not a pysens event: %s; kept aside in the "
+                            "store's rejected table", meta[0], m.subject, item)
+                rejected.append(Rejected(self.settings.name, meta[0], m.subject, item, m.data))
+            else:
+                events.append(item)
+        try:
+            new = await asyncio.to_thread(self.store.commit, events, rejected)
+        except StoreError:
+            # Hand the batch back at once rather than after ack_wait: it is retried when the
+            # store works again.
+            for m in msgs:
+                with contextlib.suppress(Exception):
+                    await m.nak()
+            raise
+        # Only now is every event of the batch durable in the store: acknowledge.
+        for m in msgs:
+            await m.ack()
+        self.stats.batches += 1
+        self.stats.received += len(msgs)
+        self.stats.stored += new
+        self.stats.already += len(events) - new
+        self.stats.rejected += len(rejected)
+
+
+async def ensure_stream_exists(js: Any, settings: StreamSettings) -> None:
+    """Create the stream with the default retention when no forwarder has yet."""
+    from nats.js.errors import NotFoundError
+
+    try:
+        await js.stream_info(settings.name)
+    except NotFoundError:
+        await ensure_stream(js, settings)
+
+
+def _meta(reply: str) -> tuple[int, int | None]:
+    """(stream sequence, stream timestamp in µs) from a JetStream ack subject.
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`` (the v1 form; the
+    v2 form puts a domain and an account hash after ``ACK`` and a token at the end).
+    """
+    parts = reply.split(".")
+    at = 5 if len(parts) == 9 else 7
+    try:
+        return int(parts[at]), int(parts[at + 2]) // 1000
+    except (IndexError, ValueError):
+        return 0, None

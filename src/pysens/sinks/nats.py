@@ -1,0 +1,444 @@
+"""The fleet forwarder: this host's journal -> a NATS JetStream stream, nothing lost or doubled.
+
+Each journaled event is published to ``<prefix>.<host>.<Method>`` (``sens.web01.Logon``) with
+the header ``Nats-Msg-Id`` set to the event id, so the server drops a re-publish inside the
+stream's duplicate window. The forwarder keeps its own journal cursor (``forward:<url>``) and moves
+it only over the contiguous prefix of events whose PubAck has come back: many publishes are in
+flight at once, and after a crash, a lost connection or a missing ack it starts again from the
+cursor. While the server is unreachable the events simply wait in the journal.
+
+Host names in subjects: a subject token cannot hold ``.``, ``*``, ``>`` or whitespace, so
+:func:`host_token` percent-escapes every byte of the UTF-8 name outside ``[A-Za-z0-9_-]``
+(``web01.example.com`` -> ``web01%2Eexample%2Ecom``); :func:`host_from_token` reverses it. The
+event body keeps the real host name, which is what the collector stores.
+
+Waking up: the journal has no notification of its own, so the forwarder polls the journal's
+highest ``seq`` every ``poll_interval`` seconds (one indexed ``max()`` query, default 0.2 s), and
+whoever appends can call :meth:`Forwarder.notify` to wake it at once (``sens serve`` does).
+
+Run one on its own: ``python -m pysens.sinks.nats nats://HOST:PORT [--journal PATH] [--drain]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import sqlite3
+import sys
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..events import SensEvent
+from ..journal import Journal, JournalError
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "DEFAULT_STREAM",
+    "Forwarder",
+    "ForwarderStats",
+    "StreamSettings",
+    "connect",
+    "ensure_stream",
+    "host_from_token",
+    "host_token",
+    "main",
+    "subject_for",
+]
+
+log = logging.getLogger("pysens.forward")
+
+DEFAULT_STREAM = "SENS"
+DEFAULT_PREFIX = "sens"
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def host_token(host: str) -> str:
+    """``host`` as one valid subject token, reversibly (see the module docstring)."""
+    if not host:
+        return "%"  # never a real name: an empty host still gives a valid, distinct token
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in host.encode())
+
+
+def host_from_token(token: str) -> str:
+    """The host name :func:`host_token` escaped into ``token``."""
+    return "" if token == "%" else unquote(token)  # noqa: S105 - not a password
+
+
+def subject_for(host: str, method: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The subject an event of ``host`` and ``method`` is published on."""
+    return f"{prefix}.{host_token(host)}.{method}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """The JetStream stream the fleet uses, and its retention (None: unlimited)."""
+
+    name: str = DEFAULT_STREAM
+    prefix: str = DEFAULT_PREFIX
+    max_age: float | None = 30 * 24 * 3600.0
+    max_msgs: int | None = None
+    max_bytes: int | None = None
+    duplicate_window: float = 120.0
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+async def connect(url: str, **options: Any) -> Any:
+    """A nats-py connection to ``url`` that does not reconnect on its own (the callers do, with
+    their own backoff, so that a lost connection is noticed and the cursor rewound)."""
+    import nats
+
+    async def _quiet(exc: Exception) -> None:
+        log.debug("nats %s: %s", _safe_url(url), exc)
+
+    opts: dict[str, Any] = {
+        "allow_reconnect": False, "connect_timeout": 2, "max_reconnect_attempts": 0,
+        "error_cb": _quiet,
+    }
+    opts.update(options)
+    return await nats.connect(url, **opts)
+
+
+async def ensure_stream(js: Any, settings: StreamSettings) -> None:
+    """Create the stream if absent (subjects ``<prefix>.>``, file storage, the retention of
+    ``settings``); an existing one is updated when its retention differs."""
+    from nats.js.api import StorageType, StreamConfig
+    from nats.js.errors import NotFoundError
+
+    want: dict[str, Any] = {
+        "max_age": settings.max_age or 0.0,
+        "max_msgs": settings.max_msgs or -1,
+        "max_bytes": settings.max_bytes or -1,
+        "duplicate_window": settings.duplicate_window,
+    }
+    try:
+        info = await js.stream_info(settings.name)
+    except NotFoundError:
+        await js.add_stream(StreamConfig(
+            name=settings.name, subjects=[f"{settings.prefix}.>"], storage=StorageType.FILE,
+            **want,
+        ))
+        return
+    cfg = info.config
+    have = {
+        "max_age": cfg.max_age or 0.0, "max_msgs": cfg.max_msgs, "max_bytes": cfg.max_bytes,
+        "duplicate_window": cfg.duplicate_window,
+    }
+    if have != want:
+        for name, value in want.items():
+            setattr(cfg, name, value)
+        await js.update_stream(cfg)
+
+
+@dataclass(slots=True)
+class ForwarderStats:
+    """What a forwarder has done since it started."""
+
+    published: int = 0
+    acked: int = 0
+    duplicates: int = 0
+    connects: int = 0
+    failures: int = 0
+    cursor: int = 0
+
+
+class _Lost(Exception):
+    """The connection (or an ack) was lost: start again from the cursor."""
+
+
+class Forwarder:
+    """Ships ``journal`` to the JetStream at ``url``; :meth:`run` until :meth:`close`.
+
+    ``host``: publish every event under this host token instead of the event's own host (a fleet
+    may name its machines by UUID); the stored event keeps its own ``host`` field.
+    ``max_in_flight`` publishes await their acks at once; an ack not back within
+    ``ack_timeout`` seconds counts as a lost connection.
+    """
+
+    def __init__(
+        self,
+        journal: Journal | str | Path,
+        url: str,
+        *,
+        host: str | None = None,
+        stream: str = DEFAULT_STREAM,
+        prefix: str = DEFAULT_PREFIX,
+        max_age: float | None = 30 * 24 * 3600.0,
+        max_msgs: int | None = None,
+        max_bytes: int | None = None,
+        duplicate_window: float = 120.0,
+        cursor: str | None = None,
+        max_in_flight: int = 4000,
+        batch: int = 1000,
+        poll_interval: float = 0.2,
+        ack_timeout: float = 5.0,
+        backoff: tuple[float, float] = (0.2, 15.0),
+    ) -> None:
+        self._own_journal = not isinstance(journal, Journal)
+        self.journal = journal if isinstance(journal, Journal) else Journal(journal)
+        self.url = url
+        self.host = host
+        self.settings = StreamSettings(stream, prefix, max_age, max_msgs, max_bytes,
+                                       duplicate_window)
+        self.cursor_name = cursor or f"forward:{_safe_url(url)}"
+        self.max_in_flight = max_in_flight
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.ack_timeout = ack_timeout
+        self.backoff = backoff
+        self.stats = ForwarderStats(cursor=self.journal.cursor(self.cursor_name))
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._reader: sqlite3.Connection | None = None
+        self._nc: Any = None
+        self._running: asyncio.Future[None] | None = None
+
+    # -- control -----------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """New events are in the journal: look now rather than at the next poll."""
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Journaled events not yet acknowledged by the server."""
+        return max(self._last_seq() - self.stats.cursor, 0)
+
+    async def close(self) -> None:
+        """Stop :meth:`run` (acks already back are recorded) and release the connection."""
+        self._stop.set()
+        self._wake.set()
+        if self._running is not None:
+            with contextlib.suppress(Exception):
+                await self._running
+        await self._disconnect()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._own_journal:
+            self.journal.close()
+
+    async def run(self, *, drain: bool = False) -> None:
+        """Forward until :meth:`close` (or, with ``drain``, until every journaled event is
+        acknowledged). Connection failures are logged (one sentence per outage) and retried with
+        exponential backoff; they never end the run."""
+        self._running = asyncio.get_running_loop().create_future()
+        delay = self.backoff[0]
+        reported = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self._session(drain)
+                    if drain and self.pending == 0:
+                        return
+                    delay = self.backoff[0]
+                    reported = False
+                    continue
+                except _Lost as e:
+                    self.stats.failures += 1
+                    log.warning("forwarding to %s paused: %s; retrying", _safe_url(self.url), e)
+                    reported = True
+                except Exception as e:  # anything from the network or the server
+                    self.stats.failures += 1
+                    msg = _describe(e, self.url)
+                    if not reported:
+                        log.warning("%s; events wait in the journal and the forwarder keeps "
+                                    "retrying", msg)
+                        reported = True
+                    else:
+                        log.debug("%s", msg)
+                finally:
+                    await self._disconnect()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(),
+                                           delay * random.uniform(0.8, 1.2))  # noqa: S311
+                delay = min(delay * 2, self.backoff[1])
+        finally:
+            self._running.set_result(None)
+
+    # -- one connection ----------------------------------------------------------------------
+
+    async def _disconnect(self) -> None:
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    async def _session(self, drain: bool) -> None:
+        self._lost.clear()
+
+        async def lost() -> None:
+            self._lost.set()
+            self._wake.set()
+
+        self._nc = await connect(self.url, disconnected_cb=lost, closed_cb=lost)
+        self.stats.connects += 1
+        js = self._nc.jetstream(publish_async_max_pending=self.max_in_flight + 1)
+        await ensure_stream(js, self.settings)
+        log.info("forwarding %s to %s from seq %d", self.journal.path, _safe_url(self.url),
+                 self.stats.cursor)
+        await self._pump(js, drain)
+
+    async def _pump(self, js: Any, drain: bool) -> None:
+        inflight: deque[tuple[int, asyncio.Future[Any]]] = deque()
+        sent = acked = self.journal.cursor(self.cursor_name)
+        self.stats.cursor = acked
+        saved = acked
+        prefix = self.settings.prefix
+        fixed = host_token(self.host) if self.host else None
+        while True:
+            if self._lost.is_set():
+                raise _Lost("the connection to the server was lost")
+            rows: list[tuple[int, str, str, str, str]] = []
+            room = self.max_in_flight - len(inflight)
+            if room > 0 and not self._stop.is_set():
+                rows = self._read(sent, min(room, self.batch))
+                for seq, event_id, host, method, body in rows:
+                    subject = f"{prefix}.{fixed or host_token(host)}.{method}"
+                    fut = await js.publish_async(subject, _payload(body, seq),
+                                                 headers={"Nats-Msg-Id": event_id})
+                    inflight.append((seq, fut))
+                    sent = seq
+                self.stats.published += len(rows)
+            while inflight and inflight[0][1].done():
+                seq, fut = inflight.popleft()
+                if fut.cancelled() or fut.exception() is not None:
+                    exc = fut.exception() if not fut.cancelled() else None
+                    raise _Lost(f"the server refused an event ({_describe(exc, self.url)})"
+                                if exc else "a publish was cancelled")
+                self.stats.acked += 1
+                if fut.result().duplicate:
+                    self.stats.duplicates += 1
+                acked = seq
+            if acked != saved:
+                self.journal.set_cursor(self.cursor_name, acked)
+                self.stats.cursor = saved = acked
+            if rows and len(inflight) < self.max_in_flight:
+                await asyncio.sleep(0)  # let the acks that arrived meanwhile be handled
+                continue
+            if inflight:
+                try:
+                    await asyncio.wait_for(asyncio.shield(inflight[0][1]), self.ack_timeout)
+                except TimeoutError:
+                    raise _Lost(f"no ack within {self.ack_timeout:g} s") from None
+                except Exception:  # noqa: S110 - examined on the next turn of the loop
+                    pass
+                continue
+            if self._stop.is_set() or (drain and self._last_seq() <= acked):
+                return
+            self._wake.clear()
+            if self._last_seq() > sent:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    # -- reading the journal -----------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection | None:
+        # A private read-only connection: the raw JSON bodies go out as they are, without
+        # building SensEvent objects (the journal's own API parses each one).
+        if self._reader is None and str(self.journal.path) != ":memory:":
+            uri = f"{Path(self.journal.path).absolute().as_uri()}?mode=ro"
+            self._reader = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+        return self._reader
+
+    def _read(self, after: int, limit: int) -> list[tuple[int, str, str, str, str]]:
+        db = self._conn()
+        if db is None:
+            return [(e.seq or 0, e.id, e.host, str(e.method), e.to_json_text())
+                    for e in self.journal.query(after_seq=after, limit=limit)]
+        return db.execute(
+            "SELECT seq, id, host, method, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+
+    def _last_seq(self) -> int:
+        db = self._conn()
+        if db is None:
+            return self.journal.last_seq()
+        return int(db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+
+_SEQ_NULL = '"seq": null}'
+
+
+def _payload(body: str, seq: int) -> bytes:
+    # The journal stores each body with "seq": null as its last key; the published event carries
+    # its seq (SPEC §2). Patch the text when it has that shape, else rebuild it.
+    if body.endswith(_SEQ_NULL):
+        return f'{body[: -len(_SEQ_NULL)]}"seq": {seq}}}'.encode()
+    return SensEvent.from_json(body).evolve(seq=seq).to_json_text().encode()
+
+
+def _describe(exc: BaseException | None, url: str) -> str:
+    """One sentence for a connection or server failure."""
+    where = _safe_url(url)
+    name = type(exc).__name__
+    text = " ".join(str(exc).split()) if exc is not None else ""
+    if name in ("NoServersError", "ConnectionRefusedError", "OSError", "TimeoutError"):
+        return f"cannot reach the NATS server at {where} ({text or name})"
+    if name in {"NoRespondersError", "ServiceUnavailableError"}:
+        return f"the NATS server at {where} does not answer JetStream requests (is -js on?)"
+    if name == "NoStreamResponseError":
+        return f"no JetStream stream at {where} takes these subjects"
+    return f"NATS at {where}: {text or name}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pysens.sinks.nats URL``: run one forwarder in the foreground."""
+    p = argparse.ArgumentParser(prog="python -m pysens.sinks.nats",
+                                description="Forward a journal to NATS JetStream.")
+    p.add_argument("url", help="nats://HOST:PORT")
+    p.add_argument("--journal", help="the journal (default: $SENS_JOURNAL or the usual place)")
+    p.add_argument("--host", help="host token for the subjects (default: each event's host)")
+    p.add_argument("--stream", default=DEFAULT_STREAM)
+    p.add_argument("--max-age", type=float, default=30 * 24 * 3600.0, metavar="SECONDS")
+    p.add_argument("--max-msgs", type=int)
+    p.add_argument("--max-bytes", type=int)
+    p.add_argument("--drain", action="store_true",
+                   help="exit 0 once every journaled event is acknowledged")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="sens forward: %(levelname)s: %(message)s")
+    try:
+        journal = Journal(args.journal)
+    except JournalError as e:
+        print(f"sens forward: {e}", file=sys.stderr)
+        return 1
+
+    async def go() -> None:
+        fwd = Forwarder(journal, args.url, host=args.host, stream=args.stream,
+                        max_age=args.max_age, max_msgs=args.max_msgs, max_bytes=args.max_bytes)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, fwd._stop.set)
+        try:
+            await fwd.run(drain=args.drain)
+        finally:
+            await fwd.close()
+            s = fwd.stats
+            print(f"sens forward: {s.acked} acked ({s.duplicates} duplicates), cursor {s.cursor}",
+                  file=sys.stderr)
+
+    asyncio.run(go())
+    journal.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
