@@ -52,6 +52,31 @@ MIGRATIONS: list[str] = [
         seq  INTEGER NOT NULL
     );
     """,
+    # Persistent subscriptions (pysens.subscriptions); their cursors live in `cursors` as
+    # 'subscription:<id>'. `history` holds the seqs of imported events that persistent
+    # subscriptions must not be sent (`sens import` without --deliver).
+    """
+    CREATE TABLE subscriptions (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        event_class TEXT NOT NULL,
+        method      TEXT,
+        criteria    TEXT,
+        enabled     INTEGER NOT NULL DEFAULT 1,
+        per_user    INTEGER NOT NULL DEFAULT 0,
+        owner       TEXT,
+        parallel    INTEGER NOT NULL DEFAULT 0,
+        sink        TEXT NOT NULL,
+        settings    TEXT NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'ok',
+        failures    INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT,
+        created     TEXT NOT NULL
+    );
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY
+    );
+    """,
 ]
 
 

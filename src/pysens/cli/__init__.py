@@ -24,6 +24,9 @@ COMMANDS: list[str] = [
     "publish",
     "history",
     "collect",
+    "serve",
+    "subscriptions",
+    "doctor",
 ]
 
 

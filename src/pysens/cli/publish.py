@@ -57,6 +57,33 @@ def _one(args: argparse.Namespace) -> SensEvent:
     )
 
 
+def _publish_daemon(args: argparse.Namespace, events: list[SensEvent]) -> tuple[int, int] | None:
+    """Publish through a running daemon (which journals, then delivers); ``(new, already)``,
+    or None when no daemon answers, or it serves another journal than ``--journal``."""
+    from pathlib import Path
+
+    from ..socketapi import DaemonClient, DaemonError
+
+    client = DaemonClient.connect()
+    if client is None:
+        return None
+    new = already = 0
+    with client:
+        try:
+            hello = client.request({"op": "hello"})
+            journal = getattr(args, "journal", None)
+            if journal and Path(journal).absolute() != Path(str(hello.get("journal"))):
+                return None
+            for i in range(0, len(events), 1000):
+                reply = client.request(
+                    {"op": "publish", "events": [e.to_json() for e in events[i : i + 1000]]})
+                new += int(reply["published"])
+                already += int(reply["already"])
+        except DaemonError as e:
+            raise CliError(f"{e} ({new} event(s) journaled before that)", e.status) from None
+    return new, already
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``sens publish``."""
     if (args.method is None) == (args.json_file is None):
@@ -78,12 +105,17 @@ def run(args: argparse.Namespace) -> int:
             events = list(read_events(stream, name, bad))
     else:
         events = [_one(args)]
-    with open_journal(args) as journal:
-        results = []
-        for i in range(0, len(events), 1000):
-            results.extend(journal.append_many(events[i : i + 1000]))
-    new = sum(r.inserted for r in results)
-    print(f"sens: published {new} event(s); {len(results) - new} already journaled",
+    via_daemon = _publish_daemon(args, events)
+    if via_daemon is not None:
+        new, already = via_daemon
+    else:
+        with open_journal(args) as journal:
+            results = []
+            for i in range(0, len(events), 1000):
+                results.extend(journal.append_many(events[i : i + 1000]))
+        new = sum(r.inserted for r in results)
+        already = len(results) - new
+    print(f"sens: published {new} event(s); {already} already journaled",
           file=sys.stderr)
     if errors:
         raise CliError(f"{len(errors)} line(s) skipped as malformed")

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from ..live import snapshot_sessions
+from ..observations import SessionInfo
 from ..sources import SourceUnavailable
 from ..tracker import OpenSession, Tracker
 from .common import CliError, escape
@@ -65,6 +66,44 @@ async def _sessions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sessions_daemon(args: argparse.Namespace) -> int | None:
+    """The session table of a running daemon (``sens serve``); None when none answers."""
+    from ..socketapi import DaemonClient, DaemonError
+
+    client = DaemonClient.connect()
+    if client is None:
+        return None
+    with client:
+        try:
+            rows = client.request({"op": "sessions"})["sessions"]
+        except DaemonError as e:
+            raise CliError(str(e), e.status) from None
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    print("\n".join(format_table([_open_session(row) for row in rows])))
+    return 0
+
+
+def _open_session(row: dict[str, Any]) -> OpenSession:
+    from ..events import parse_time
+
+    fields = ("session_id", "user_name", "domain", "session_type", "session_class", "tty",
+              "seat", "remote", "client_name", "client_address")
+    values: dict[str, Any] = {k: row.get(k) for k in fields}
+    values["remote"] = bool(values["remote"])
+    info = SessionInfo(**values)
+    return OpenSession(host=str(row.get("host")), source=str(row.get("source")), info=info,
+                       since=parse_time(row["since"]),
+                       connected=row.get("state") != "disconnected",
+                       locked=row.get("state") == "locked")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``sens sessions``."""
+    if args.source == "auto":
+        status = _sessions_daemon(args)
+        if status is not None:
+            return status
     return asyncio.run(_sessions(args))

@@ -71,11 +71,33 @@ async def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch_daemon(args: argparse.Namespace) -> int | None:
+    """Watch through a running daemon (``sens serve``); None when none answers."""
+    from ..socketapi import DaemonClient, DaemonError
+
+    compile_filter(args.filter)  # a bad filter is exit 2 before anything else
+    client = DaemonClient.connect()
+    if client is None:
+        return None
+    print(f"sens: watching through the daemon on {client.path}", file=sys.stderr)
+    with client:
+        try:
+            for event in client.watch(args.filter):
+                print_event(event, args.json)
+        except DaemonError as e:
+            raise CliError(str(e), e.status) from None
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``sens watch``."""
     from ..events import EventError
 
     try:
+        if args.source == "auto" and not args.include_existing:
+            status = _watch_daemon(args)
+            if status is not None:
+                return status
         return asyncio.run(_watch(args))
     except EventError as e:
         raise CliError(str(e)) from None

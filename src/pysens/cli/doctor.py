@@ -1,0 +1,89 @@
+"""``sens doctor``: what this host offers pysens, and why not where it does not."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+from typing import Any
+
+from ..journal import Journal, JournalError, default_journal_path
+from ..socketapi import DaemonClient, DaemonError, default_socket_path
+from ..sources import AUTO_ORDER, SOURCES
+from .common import escape
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    """Add ``doctor`` to the ``sens`` parser."""
+    p = sub.add_parser(
+        "doctor", help="which sources this host has, and the journal and daemon status",
+        description="Check each live source (and say why a missing one cannot run), the "
+        "journal, and whether a daemon answers on the socket. Exit 1 when no live source "
+        "is available or the journal cannot be opened.",
+    )
+    p.set_defaults(run=run)
+
+
+async def _probe(name: str) -> str | None:
+    try:
+        module = importlib.import_module(SOURCES[name].partition(":")[0])
+    except ImportError as e:
+        return f"its module cannot be imported ({e})"
+    probe = getattr(module, "probe", None)
+    if probe is None:
+        return "it cannot tell whether it would run here (no probe)"
+    try:
+        result: str | None = await probe()
+    except Exception as e:  # a probe's own bug must not hide the other answers
+        return f"its probe failed: {e}"
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sens doctor``."""
+    problems = 0
+    print("sources:")
+    available = []
+    for name in AUTO_ORDER:
+        why = asyncio.run(_probe(name))
+        if why is None:
+            available.append(name)
+            print(f"  {name:<7} yes")
+        else:
+            print(f"  {name:<7} no: {escape(why)}")
+    if available:
+        print(f"  -> `--source auto` picks {available[0]}")
+    else:
+        problems += 1
+        print("  -> no live source here: `sens serve` would only journal published events")
+    path = getattr(args, "journal", None) or default_journal_path()
+    try:
+        with Journal(path) as journal:
+            print(f"journal: {path}: {journal.count()} event(s), last seq {journal.last_seq()}, "
+                  f"schema {journal.version}")
+    except JournalError as e:
+        problems += 1
+        print(f"journal: {escape(e)}")
+    sock = default_socket_path()
+    try:
+        client = DaemonClient.connect(sock, timeout=3)
+        if client is None:
+            state = "no daemon answers" + ("" if sock.exists() else " (no socket file)")
+        else:
+            with client:
+                hello = client.request({"op": "hello"})
+            state = (f"daemon pid {hello.get('pid')} serving journal {hello.get('journal')}, "
+                     f"sources: {', '.join(hello.get('sources') or []) or 'none'}, "
+                     f"{hello.get('subscriptions', 0)} subscription(s) delivering")
+    except DaemonError as e:
+        state = f"a daemon answers but refuses: {e}"
+    mode = ""
+    if sock.exists():
+        st = sock.stat()
+        mode = f", mode {st.st_mode & 0o777:04o}, owner uid {st.st_uid}"
+    print(f"socket: {sock}: {escape(state)}{mode}")
+    print(f"running as uid {os.geteuid()}")
+    return 1 if problems else 0

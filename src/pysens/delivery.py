@@ -1,0 +1,263 @@
+"""At-least-once delivery of the journal to persistent subscriptions, one cursor each.
+
+Each enabled subscription has a worker that reads the journal after its cursor, in ``seq``
+order, picks the events it subscribed to, hands them to its sink and only then moves the cursor.
+A crash between the two means a redelivery, never a loss. A failed delivery is retried with
+exponential backoff (capped); after ``max_failures`` failures in a row the subscription is marked
+``failing`` and paused until ``sens subscriptions enable``, which resumes from the cursor. One
+subscription's trouble never holds up another: each worker runs on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .events import Method, SensEvent
+from .journal import Journal
+from .sinks import Sink, SinkError, make_sink
+from .subscriptions import Subscription, SubscriptionStore, compile_subscription
+
+__all__ = ["DeliveryManager", "DeliveryPolicy", "SubscriptionWorker"]
+
+log = logging.getLogger(__name__)
+
+#: (host, session_id) of each session a user has open; seeds per-user presence.
+PresenceSeed = Callable[[str], set[tuple[str, str]]]
+
+# How many events a sink marked parallel may be handed at once, in separate slices.
+_PARALLEL_SLICES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """How hard to try: time limit per delivery, retries, backoff and batch size."""
+
+    max_failures: int = 5
+    retry_initial: float = 1.0
+    retry_max: float = 300.0
+    timeout: float = 180.0
+    batch: int = 500
+
+    def backoff(self, failures: int) -> float:
+        """The wait before retry number ``failures`` (1, 2, …): doubling, capped."""
+        return min(self.retry_max, self.retry_initial * math.pow(2, max(0, failures - 1)))
+
+
+class SubscriptionWorker:
+    """Delivers the journal to one subscription until stopped or failing."""
+
+    def __init__(
+        self,
+        sub: Subscription,
+        journal: Journal,
+        store: SubscriptionStore,
+        policy: DeliveryPolicy,
+        presence: PresenceSeed | None = None,
+    ) -> None:
+        self.sub = sub
+        self.journal = journal
+        self.store = store
+        self.policy = policy
+        self._wake = asyncio.Event()
+        self._predicate = compile_subscription(sub)
+        self._owner = (sub.owner or "").lower()
+        self._present: set[tuple[str, str]] = (
+            presence(self._owner) if sub.per_user and presence is not None else set())
+        self._pending_presence = self._present
+        self.failures = sub.failures
+        self.delivered = 0
+
+    def wake(self) -> None:
+        """New events are in the journal."""
+        self._wake.set()
+
+    def _wanted(self, event: SensEvent, present: set[tuple[str, str]]) -> bool:
+        # Per-user: delivered only while the owner has a session on this host (COM+). The
+        # owner's own Logon counts as present, and so does their last Logoff.
+        key = (event.host, event.session_id or "")
+        mine = (event.user_name or "").lower() == self._owner
+        if mine and event.method is Method.Logon:
+            present.add(key)
+        wanted = bool(present)
+        if mine and event.method is Method.Logoff:
+            present.discard(key)
+        return wanted and self._predicate(event)
+
+    def _read(self, cursor: int) -> tuple[list[SensEvent], int, list[set[tuple[str, str]]]]:
+        """The events to deliver after ``cursor``, the seq read up to, and (per-user only)
+        the owner's presence after each of them."""
+        events = list(self.journal.query(after_seq=cursor, limit=self.policy.batch))
+        if not events:
+            return [], cursor, []
+        history = self.store.history_seqs(cursor, events[-1].seq or cursor)
+        todo: list[SensEvent] = []
+        states: list[set[tuple[str, str]]] = []
+        present = set(self._present)
+        for e in events:
+            if e.seq in history:
+                continue
+            if self.sub.per_user:
+                if self._wanted(e, present):
+                    todo.append(e)
+                    states.append(set(present))
+            elif self._predicate(e):
+                todo.append(e)
+        if self.sub.per_user:
+            self._pending_presence = present
+        return todo, events[-1].seq or cursor, states
+
+    async def _deliver(self, sink: Sink, events: Sequence[SensEvent]) -> None:
+        if not self.sub.parallel or len(events) < 2:
+            await sink.deliver(events)
+            return
+        size = math.ceil(len(events) / _PARALLEL_SLICES)
+        results = await asyncio.gather(
+            *(sink.deliver(events[i : i + size]) for i in range(0, len(events), size)),
+            return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                # Slices ran side by side: which came through is unknown, so all go again.
+                raise SinkError(str(r), 0)
+
+    async def run(self) -> None:
+        """Deliver until cancelled, or until the subscription is marked failing."""
+        sub = self.sub
+        timeout = float(sub.settings.get("timeout") or self.policy.timeout)
+        sink = make_sink(sub.sink, sub.settings, timeout=timeout)
+        cursor = await asyncio.to_thread(self.journal.cursor, sub.cursor)
+        try:
+            while True:
+                self._wake.clear()
+                todo, upto, states = await asyncio.to_thread(self._read, cursor)
+                if upto == cursor:
+                    await self._wake.wait()
+                    continue
+                try:
+                    if todo:
+                        await self._deliver(sink, todo)
+                except SinkError as e:
+                    # Skip past what went through; the failed event is retried.
+                    upto = (todo[e.done].seq or cursor + 1) - 1
+                    if upto > cursor:
+                        cursor = upto
+                        await asyncio.to_thread(self.journal.set_cursor, sub.cursor, cursor)
+                    self.delivered += e.done
+                    if e.done and states:
+                        self._present = states[e.done - 1]
+                    if await self._failed(str(e)):
+                        return
+                    continue
+                cursor = upto
+                self._present = self._pending_presence
+                self.delivered += len(todo)
+                await asyncio.to_thread(self.journal.set_cursor, sub.cursor, cursor)
+                if self.failures:
+                    self.failures = 0
+                    await asyncio.to_thread(self.store.record_success, sub.id)
+        finally:
+            await sink.aclose()
+
+    async def _failed(self, error: str) -> bool:
+        self.failures += 1
+        failing = self.failures >= self.policy.max_failures
+        await asyncio.to_thread(self.store.record_failure, self.sub.id, error, failing=failing)
+        if failing:
+            log.warning("subscription %r is failing after %d attempts (%s); delivery paused "
+                        "until 'sens subscriptions enable %s'", self.sub.name, self.failures,
+                        error, self.sub.name)
+            return True
+        delay = self.policy.backoff(self.failures)
+        log.info("subscription %r: %s; retry %d in %.3g s", self.sub.name, error,
+                 self.failures, delay)
+        await asyncio.sleep(delay)
+        return False
+
+
+class DeliveryManager:
+    """Runs one worker per enabled, healthy subscription and follows changes to the table."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        store: SubscriptionStore,
+        policy: DeliveryPolicy | None = None,
+        presence: PresenceSeed | None = None,
+        poll: float = 1.0,
+    ) -> None:
+        self.journal = journal
+        self.store = store
+        self.policy = policy or DeliveryPolicy()
+        self.presence = presence
+        self.poll = poll
+        self.workers: dict[str, tuple[SubscriptionWorker, asyncio.Task[None]]] = {}
+        self._signature: object = None
+        self._changed = asyncio.Event()
+
+    def wake(self) -> None:
+        """New events were journaled."""
+        for worker, _ in self.workers.values():
+            worker.wake()
+
+    def reload(self) -> None:
+        """Re-read the subscriptions now (``sens subscriptions`` changed them)."""
+        self._changed.set()
+
+    async def sync(self) -> None:
+        """Start and stop workers to match the stored subscriptions."""
+        subs = await asyncio.to_thread(self.store.list)
+        self._signature = await asyncio.to_thread(self.store.signature)
+        wanted = {s.id: s for s in subs if s.enabled and s.state == "ok"}
+        for sub_id in list(self.workers):
+            worker, task = self.workers[sub_id]
+            if sub_id not in wanted or task.done():
+                if not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                del self.workers[sub_id]
+        for sub_id, sub in wanted.items():
+            if sub_id in self.workers:
+                continue
+            try:
+                worker = SubscriptionWorker(sub, self.journal, self.store, self.policy,
+                                            self.presence)
+            except Exception as e:  # a stored criteria string this pysens cannot read
+                await asyncio.to_thread(
+                    self.store.record_failure, sub.id, f"cannot start: {e}", failing=True)
+                continue
+            task = asyncio.create_task(self._guard(worker), name=f"subscription {sub.name}")
+            self.workers[sub_id] = (worker, task)
+
+    async def _guard(self, worker: SubscriptionWorker) -> None:
+        try:
+            await worker.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug must not stop the other subscriptions
+            log.exception("subscription %r stopped", worker.sub.name)
+            await asyncio.to_thread(self.store.record_failure, worker.sub.id,
+                                    f"internal error: {e}", failing=True)
+        self._changed.set()
+
+    async def run(self) -> None:
+        """Follow the subscriptions table until cancelled."""
+        await self.sync()
+        while True:
+            try:
+                await asyncio.wait_for(self._changed.wait(), self.poll)
+            except TimeoutError:
+                if await asyncio.to_thread(self.store.signature) == self._signature:
+                    continue
+            self._changed.clear()
+            await self.sync()
+
+    async def aclose(self) -> None:
+        """Stop every worker."""
+        tasks = [t for _, t in self.workers.values()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.workers.clear()

@@ -1,0 +1,273 @@
+"""The daemon (``sens serve``): sources -> tracker -> journal -> subscribers, sinks, forwarders.
+
+Every event is journaled (group commit) before anyone is told, so what a client was told, or
+what a publisher got an acknowledgement for, survives a crash. Then, in this order: the
+transient subscribers (socket watchers, in-process :class:`~pysens.eventsystem.EventSystem`
+subscribers), the persistent subscriptions (each a cursor-driven worker, :mod:`pysens.delivery`)
+and the NATS forwarders (their own cursors) are woken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, ServiceConfig
+from .delivery import DeliveryManager, DeliveryPolicy
+from .events import SensEvent
+from .journal import Journal, JournalError, JournalWriter
+from .live import tracked_events
+from .observations import SessionRecord
+from .socketapi import DaemonError, SocketServer, default_socket_path
+from .sources import Source, SourceUnavailable, detect, open_source
+from .subscriptions import SubscriptionStore
+from .tracker import Tracker
+
+__all__ = ["Service", "ServiceError"]
+
+log = logging.getLogger(__name__)
+
+Watcher = tuple[Callable[[SensEvent], bool] | None, Callable[[SensEvent], None]]
+
+
+class ServiceError(RuntimeError):
+    """The daemon cannot start; the message says why in one sentence."""
+
+
+class Service:
+    """One daemon: build it from a :class:`ServiceConfig`, then ``await run()``."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.socket_path = Path(config.socket) if config.socket else default_socket_path()
+        self.journal: Journal | None = None
+        self.writer: JournalWriter | None = None
+        self.store: SubscriptionStore | None = None
+        self.tracker = Tracker(include_existing=config.include_existing)
+        self.manager: DeliveryManager | None = None
+        self.events: Any = None  # pysens.eventsystem.EventSystem, for in-process subscribers
+        self.sources: list[Source] = []
+        self.source_names: list[str] = []
+        self.forwarders: list[Any] = []
+        self._watchers: dict[int, Watcher] = {}
+        self._next_watcher = 0
+        self._stop = asyncio.Event()
+        self.server: SocketServer | None = None
+        self.published = 0
+
+    # -- the socket's backend ---------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        """Who is serving."""
+        assert self.journal is not None
+        return {"pid": os.getpid(), "journal": str(self.journal.path.absolute()),
+                "sources": self.source_names, "forwarders": [f.url for f in self.forwarders],
+                "subscriptions": len(self.manager.workers) if self.manager else 0}
+
+    async def publish(self, events: Sequence[SensEvent]) -> tuple[int, int]:
+        """Journal ``events`` (one group commit), then tell everyone about the new ones."""
+        assert self.writer is not None
+        if not events:
+            return 0, 0
+        results = await self.writer.append_many(events)
+        new = [r.event for r in results if r.inserted]
+        for e in new:
+            # Published events are live events: they open and close sessions in the table
+            # `sens sessions` shows. What the tracker would emit is already journaled.
+            self.tracker.feed(SessionRecord.of_event(e))
+        self.published += len(new)
+        await self._announce(new)
+        return len(new), len(results) - len(new)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """The session table."""
+        return [s.to_json() for s in self.tracker.sessions]
+
+    def watch(
+        self, predicate: Callable[[SensEvent], bool] | None, push: Callable[[SensEvent], None]
+    ) -> Callable[[], None]:
+        """Register a transient watcher; returns its unsubscriber."""
+        key = self._next_watcher
+        self._next_watcher += 1
+        self._watchers[key] = (predicate, push)
+        return lambda: self._watchers.pop(key, None) and None
+
+    def reload(self) -> None:
+        """Re-read persistent subscriptions now."""
+        if self.manager is not None:
+            self.manager.reload()
+
+    # -- the flow -----------------------------------------------------------------------------
+
+    async def _announce(self, events: Sequence[SensEvent]) -> None:
+        if not events:
+            return
+        for e in events:
+            for predicate, push in list(self._watchers.values()):
+                try:
+                    if predicate is None or predicate(e):
+                        push(e)
+                except Exception:  # one watcher's trouble is never the publisher's
+                    log.exception("a socket watcher failed")
+            if self.events is not None:
+                try:
+                    await self.events.afire(e)
+                except Exception:
+                    log.exception("in-process delivery failed")
+        if self.manager is not None:
+            self.manager.wake()
+        for f in self.forwarders:
+            f.notify()
+
+    async def _pump(self, name: str, source: Source) -> None:
+        assert self.writer is not None
+        try:
+            async for event in tracked_events(source, self.tracker):
+                result = await self.writer.append(event)
+                if result.inserted:
+                    await self._announce([result.event])
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.error("the %s source stopped: %s", name, e)
+
+    def _presence(self, owner: str) -> set[tuple[str, str]]:
+        return {(s.host, s.info.session_id or "") for s in self.tracker.sessions
+                if (s.info.user_name or "").lower() == owner}
+
+    # -- start and stop -----------------------------------------------------------------------
+
+    async def _open_sources(self) -> None:
+        for name in self.config.sources:
+            if name == "none":
+                continue
+            try:
+                chosen = name
+                if name == "auto":
+                    try:
+                        chosen, why = await detect()
+                    except (SourceUnavailable, ImportError) as e:
+                        log.warning("%s; serving published events only", e)
+                        continue
+                    log.info("watching %s (%s)", chosen, why)
+                self.sources.append(open_source(chosen))
+                self.source_names.append(chosen)
+            except SourceUnavailable as e:
+                raise ServiceError(f"the {name} source cannot run here: {e}") from None
+
+    def _make_forwarders(self) -> None:
+        if not self.config.forward:
+            return
+        assert self.journal is not None
+        try:
+            from .sinks.nats import Forwarder
+        except ImportError as e:
+            raise ServiceError(f"forwarding needs nats-py ({e.name} is missing); "
+                               "install pysens[nats]") from None
+        for f in self.config.forward:
+            try:
+                self.forwarders.append(Forwarder(self.journal, f.url, **dict(f.options)))
+            except TypeError as e:
+                raise ServiceError(f"[[forward]] {f.url}: {e}") from None
+
+    async def start(self) -> None:
+        """Open everything; nothing runs unless all of it could be opened."""
+        cfg = self.config
+        try:
+            self.journal = Journal(cfg.journal, durable=cfg.durable)
+        except JournalError as e:
+            raise ServiceError(str(e)) from None
+        try:
+            self.writer = JournalWriter(self.journal)
+            self.store = SubscriptionStore(self.journal)
+            self._make_forwarders()
+            await self._open_sources()
+            with contextlib.suppress(ImportError):
+                from .eventsystem import EventSystem
+
+                self.events = EventSystem()
+            policy = DeliveryPolicy(max_failures=cfg.max_failures,
+                                    retry_initial=cfg.retry_initial, retry_max=cfg.retry_max,
+                                    timeout=cfg.timeout)
+            self.manager = DeliveryManager(self.journal, self.store, policy, self._presence)
+            self.server = SocketServer(self.socket_path, self, cfg.socket_group)
+            await self.server.start()
+        except (DaemonError, ConfigError) as e:
+            await self.close()
+            raise ServiceError(str(e)) from None
+        except BaseException:
+            await self.close()
+            raise
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Start, serve until :meth:`stop` (SIGTERM, SIGINT), then shut down cleanly."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        assert self.manager is not None
+        tasks = [asyncio.create_task(self.manager.run(), name="subscriptions")]
+        for name, source in zip(self.source_names, self.sources, strict=True):
+            tasks.append(asyncio.create_task(self._pump(name, source), name=f"source {name}"))
+        for f in self.forwarders:
+            tasks.append(asyncio.create_task(f.run(), name=f"forward {f.url}"))
+        _sd_notify("READY=1")
+        print(f"sens: serving on {self.socket_path} (journal {self.hello()['journal']}; "
+              f"sources: {', '.join(self.source_names) or 'none'}; "
+              f"subscriptions: {len(self.manager.workers)})", file=sys.stderr, flush=True)
+        try:
+            await self._stop.wait()
+        finally:
+            _sd_notify("STOPPING=1")
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.close()
+
+    async def close(self) -> None:
+        """Release everything (idempotent)."""
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+        for source in self.sources:
+            with contextlib.suppress(Exception):
+                await source.aclose()
+        self.sources.clear()
+        for f in self.forwarders:
+            with contextlib.suppress(Exception):
+                await f.close()
+        self.forwarders.clear()
+        if self.manager is not None:
+            await self.manager.aclose()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+
+def _sd_notify(state: str) -> None:
+    # systemd Type=notify: one datagram to $NOTIFY_SOCKET ('@' means the abstract namespace).
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(state.encode(), address)
