@@ -1,0 +1,503 @@
+"""The live logind source: systemd-logind (or elogind) over D-Bus, ``org.freedesktop.login1``.
+
+What it watches, and why (SPEC §3, notes/linux-sources.md §1):
+
+* Manager ``SessionNew`` / ``SessionRemoved`` (and ``User*`` / ``Seat*`` / ``PrepareFor*``),
+  ``PropertiesChanged`` under ``/org/freedesktop/login1`` (sessions, users, seats), the session
+  ``Lock`` / ``Unlock`` requests and the bus's ``NameOwnerChanged`` for ``org.freedesktop.login1``
+  — all subscribed (AddMatch) *before* ``ListSessions``, so nothing falls between the snapshot and
+  the first signal. Object paths come only from signals and ``ListSessions`` (logind escapes
+  them: ``/session/_31``), never built.
+* ``State=closing`` (logout while processes linger) is never signalled. Instead of polling, the
+  session's State is re-read (one ``Get``) whenever anything hints at it: every signal about the
+  session (PropertiesChanged — including a VT switch's lone ``Active`` —, Lock, Unlock), every
+  Manager signal and every user or seat PropertiesChanged (logout re-elects the user's display),
+  and every rewrite of ``/run/systemd/sessions/<id>`` seen through inotify (logind rewrites it on
+  logout; this is how ``sd_login_monitor`` notices). So Logoff comes at ``closing`` even when
+  ``SessionRemoved`` waits for a lingering tmux.
+* Session start time is logind's ``Timestamp``, so re-reading the same state gives the same
+  event ids; changes carry the time pysens observed them.
+* When logind leaves the bus (``NameOwnerChanged``) or the bus connection drops, the source
+  reconnects with backoff, compares ``ListSessions`` with what it had reported, and reports the
+  gap: ``SessionVanished(synthesized=True, reason="gone while logind was away")``, new sessions as
+  ``SessionAppeared`` (not existing), and changed properties as ``SessionChanged``.
+
+dbus-fast is imported inside functions: this module imports on every OS (``pysens[linux]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from ..observations import (
+    Observation,
+    SessionAppeared,
+    SessionChanged,
+    SessionInfo,
+    SessionVanished,
+)
+from . import SourceUnavailable
+from .logind_inotify import DirectoryWatch
+from .logind_map import changes_from_properties, diff_info, info_from_properties, plain
+
+__all__ = ["DESCRIPTION", "GONE_REASON", "LogindSource", "open_logind", "probe"]
+
+DESCRIPTION = "systemd-logind on the system bus"
+GONE_REASON = "gone while logind was away"
+
+LOGIN1 = "org.freedesktop.login1"
+MANAGER_PATH = "/org/freedesktop/login1"
+MANAGER = "org.freedesktop.login1.Manager"
+SESSION = "org.freedesktop.login1.Session"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+DBUS = "org.freedesktop.DBus"
+SESSIONS_DIR = "/run/systemd/sessions"
+DEFAULT_ADDRESS = "unix:path=/run/dbus/system_bus_socket"
+
+_RULES = (
+    f"type='signal',sender='{LOGIN1}',path='{MANAGER_PATH}',interface='{MANAGER}'",
+    f"type='signal',sender='{LOGIN1}',interface='{PROPERTIES}',member='PropertiesChanged',"
+    f"path_namespace='{MANAGER_PATH}'",
+    f"type='signal',sender='{LOGIN1}',interface='{SESSION}'",
+    f"type='signal',sender='{DBUS}',interface='{DBUS}',member='NameOwnerChanged',arg0='{LOGIN1}'",
+)
+
+log = logging.getLogger("pysens.sources.logind")
+
+
+class _CallFailed(Exception):
+    """A D-Bus call got an error or no answer (the object is gone, the bus dropped)."""
+
+
+@dataclass(slots=True)
+class _Known:
+    path: str
+    info: SessionInfo
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def bus_address_for(bus_address: str | None = None) -> str:
+    """The system bus address used: the argument, ``$DBUS_SYSTEM_BUS_ADDRESS``, or the default."""
+    return bus_address or os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or DEFAULT_ADDRESS
+
+
+async def _connect_bus(address: str, timeout: float) -> Any:
+    from dbus_fast.aio import MessageBus
+
+    bus = MessageBus(bus_address=address)
+    await asyncio.wait_for(bus.connect(), timeout)
+    return bus
+
+
+async def _bus_call(
+    bus: Any, destination: str, path: str, interface: str, member: str,
+    signature: str = "", body: Iterable[Any] = (), timeout: float = 10.0,
+) -> list[Any]:
+    from dbus_fast import Message, MessageType
+
+    msg = Message(destination=destination, path=path, interface=interface, member=member,
+                  signature=signature, body=list(body))
+    try:
+        reply = await asyncio.wait_for(bus.call(msg), timeout)
+    except TimeoutError:
+        raise _CallFailed(f"{member} got no answer within {timeout:g} s") from None
+    except Exception as e:  # the bus dropped mid-call: dbus-fast raises several kinds
+        raise _CallFailed(f"{member} failed: {e or type(e).__name__}") from None
+    if reply is None:
+        raise _CallFailed(f"{member} failed: the bus connection is gone")
+    if reply.message_type == MessageType.ERROR:
+        text = reply.body[0] if reply.body else ""
+        raise _CallFailed(f"{member} failed: {reply.error_name}: {text}")
+    return list(reply.body)
+
+
+async def probe(bus_address: str | None = None, **_options: Any) -> str | None:
+    """None when logind answers on the system bus here, else the reason it cannot be used."""
+    try:
+        import dbus_fast  # noqa: F401
+    except ImportError:
+        return "dbus-fast is not installed (pip install 'pysens[linux]')"
+    address = bus_address_for(bus_address)
+    try:
+        bus = await _connect_bus(address, 2.0)
+    except Exception as e:  # any failure to connect means "not here", with its reason
+        return f"the system bus at {address} is not reachable ({e or type(e).__name__})"
+    try:
+        (has_owner,) = await _bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS, "NameHasOwner",
+                                       "s", [LOGIN1], timeout=2.0)
+        if has_owner:
+            return None
+        (names,) = await _bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS,
+                                   "ListActivatableNames", timeout=2.0)
+        if LOGIN1 in names:
+            return None
+        return f"{LOGIN1} is not on the system bus (no systemd-logind or elogind running)"
+    except _CallFailed as e:
+        return f"the system bus at {address} did not answer ({e})"
+    finally:
+        bus.disconnect()
+
+
+class LogindSource:
+    """A :class:`~pysens.sources.Source` reading systemd-logind live (see the module text).
+
+    ``bus_address`` defaults to ``$DBUS_SYSTEM_BUS_ADDRESS``, else the standard system bus.
+    ``sessions_dir`` is logind's state directory watched for logouts (None: don't watch).
+    ``max_backoff`` caps the delay between reconnection attempts (seconds).
+    """
+
+    name = "logind"
+
+    def __init__(
+        self, bus_address: str | None = None, *, host: str | None = None,
+        sessions_dir: str | None = SESSIONS_DIR, max_backoff: float = 5.0,
+        call_timeout: float = 10.0,
+    ) -> None:
+        self.address = bus_address_for(bus_address)
+        self.host = host
+        self.sessions_dir = sessions_dir
+        self.max_backoff = max_backoff
+        self.call_timeout = call_timeout
+        self._bus: Any = None
+        self._queue: asyncio.Queue[tuple[str, datetime, Any]] | None = None
+        self._known: dict[str, _Known] = {}
+        self._by_path: dict[str, str] = {}
+        self._away = False
+        self._closing = False
+        self._dir_watch: DirectoryWatch | None = None
+        self._disconnect_watch: asyncio.Future[Any] | None = None
+        #: Set once :meth:`watch` has taken its snapshot: every later change will be reported.
+        self.ready = asyncio.Event()
+
+    # -- the Source protocol ---------------------------------------------------------------
+
+    async def snapshot(self) -> list[Observation]:
+        """The sessions open now, as ``SessionAppeared(existing=True)``."""
+        if self._bus is None:
+            await self._first_connect()
+        return await self._resync(initial=True)
+
+    async def watch(self) -> AsyncIterator[Observation]:
+        """The snapshot (``existing=True``), then every change as logind reports it."""
+        if self._bus is None:
+            await self._first_connect()
+        queue = self._queue_()
+        if self.sessions_dir and self._dir_watch is None:
+            watch = DirectoryWatch(self.sessions_dir,
+                                   lambda n: queue.put_nowait(("file", _now(), n)))
+            if watch.start():
+                self._dir_watch = watch
+        first = await self._resync(initial=True)
+        self.ready.set()
+        for obs in first:
+            yield obs
+        while not self._closing:
+            kind, time, item = await queue.get()
+            if kind == "stop":
+                break
+            if kind == "lost":
+                if item is not self._bus:
+                    continue  # an old connection's farewell, already handled
+                out = await self._reconnect()
+            elif kind == "file":
+                out = await self._recheck(self._known if item is None else
+                                          [item] if item in self._known else [])
+            else:
+                out = await self._on_signal(time, item)
+            for obs in out:
+                yield obs
+
+    async def aclose(self) -> None:
+        """Disconnect from the bus and stop watching."""
+        self._closing = True
+        if self._dir_watch is not None:
+            self._dir_watch.close()
+            self._dir_watch = None
+        if self._disconnect_watch is not None:
+            self._disconnect_watch.cancel()
+        if self._bus is not None:
+            self._bus.disconnect()
+            self._bus = None
+        if self._queue is not None:
+            self._queue.put_nowait(("stop", _now(), None))
+
+    # -- the connection --------------------------------------------------------------------
+
+    def _queue_(self) -> asyncio.Queue[tuple[str, datetime, Any]]:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        return self._queue
+
+    async def _first_connect(self) -> None:
+        try:
+            import dbus_fast  # noqa: F401
+        except ImportError:
+            raise SourceUnavailable(
+                "the logind source needs dbus-fast (pip install 'pysens[linux]')") from None
+        try:
+            has_owner = await self._connect()
+        except _CallFailed as e:
+            raise SourceUnavailable(f"the system bus at {self.address} did not answer ({e})"
+                                    ) from None
+        except Exception as e:  # socket missing, refused, auth failed: all mean "not here"
+            raise SourceUnavailable(
+                f"cannot connect to the system bus at {self.address} ({e or type(e).__name__})"
+            ) from None
+        if not has_owner:
+            await self.aclose()
+            raise SourceUnavailable(f"{LOGIN1} is not on the system bus at {self.address} "
+                                    "(no systemd-logind or elogind running)")
+
+    async def _connect(self) -> bool:
+        """Connect, subscribe, and say whether logind is on the bus now."""
+        queue = self._queue_()
+        bus = await _connect_bus(self.address, self.call_timeout)
+
+        def on_message(msg: Any) -> None:
+            if msg.message_type.name == "SIGNAL":
+                queue.put_nowait(("signal", _now(), msg))
+
+        bus.add_message_handler(on_message)
+        try:
+            for rule in _RULES:
+                await _bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s",
+                                [rule], self.call_timeout)
+            (has_owner,) = await _bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS,
+                                           "NameHasOwner", "s", [LOGIN1], self.call_timeout)
+            if not has_owner:
+                # Ask the bus to start logind when it is activatable (real systems are).
+                (names,) = await _bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS,
+                                           "ListActivatableNames", timeout=self.call_timeout)
+                has_owner = LOGIN1 in names
+        except BaseException:
+            bus.disconnect()
+            raise
+        self._bus = bus
+        watch = asyncio.ensure_future(bus.wait_for_disconnect())
+        self._disconnect_watch = watch
+
+        def lost(fut: asyncio.Future[Any]) -> None:
+            if not fut.cancelled():
+                fut.exception()  # consumed: a dropped bus is reported as "lost", not raised
+            if not self._closing:
+                queue.put_nowait(("lost", _now(), bus))
+
+        watch.add_done_callback(lost)
+        return bool(has_owner)
+
+    async def _reconnect(self) -> list[Observation]:
+        log.warning("lost the system bus at %s; reconnecting", self.address)
+        self._away = True
+        self._bus = None
+        delay = 0.05
+        while not self._closing:
+            try:
+                has_owner = await self._connect()
+            except Exception as e:  # any failure: try again later
+                log.debug("reconnecting to %s failed: %s", self.address, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            log.warning("reconnected to the system bus at %s", self.address)
+            return await self._resync(initial=False) if has_owner else []
+        return []
+
+    async def _call(
+        self, path: str, interface: str, member: str, signature: str = "", body: Iterable[Any] = ()
+    ) -> list[Any]:
+        if self._bus is None or not self._bus.connected:
+            raise _CallFailed(f"{member}: not connected to the system bus")
+        return await _bus_call(self._bus, LOGIN1, path, interface, member, signature, body,
+                               self.call_timeout)
+
+    async def _get_all(self, path: str) -> dict[str, Any] | None:
+        try:
+            (props,) = await self._call(path, PROPERTIES, "GetAll", "s", [SESSION])
+        except _CallFailed as e:
+            log.debug("reading %s: %s", path, e)
+            return None
+        result = plain(props)
+        return result if isinstance(result, dict) else {}
+
+    # -- turning what logind says into observations ---------------------------------------
+
+    def _remember(self, path: str, info: SessionInfo) -> None:
+        sid = info.session_id or path
+        self._known[sid] = _Known(path, info)
+        self._by_path[path] = sid
+
+    def _forget(self, session_id: str) -> None:
+        known = self._known.pop(session_id, None)
+        if known is not None:
+            self._by_path.pop(known.path, None)
+
+    async def _read_sessions(self) -> dict[str, _Known] | None:
+        try:
+            (rows,) = await self._call(MANAGER_PATH, MANAGER, "ListSessions")
+        except _CallFailed as e:
+            log.warning("cannot list logind sessions: %s", e)
+            return None
+        current: dict[str, _Known] = {}
+        for row in rows:
+            sid, _uid, user, _seat, path = (list(row) + [None] * 5)[:5]
+            if not isinstance(path, str):
+                continue
+            props = await self._get_all(path)
+            if props is None:
+                continue  # gone between the list and the read: SessionRemoved follows
+            info = info_from_properties(props, session_id=sid if isinstance(sid, str) else None,
+                                        user_name=user if isinstance(user, str) else None)
+            if info.session_id is not None:
+                current[info.session_id] = _Known(path, info)
+        return current
+
+    async def _resync(self, *, initial: bool) -> list[Observation]:
+        """The snapshot (``initial``), or what changed while logind or the bus was away."""
+        current = await self._read_sessions()
+        if current is None:
+            return []
+        self._away = False
+        now = _now()
+        out: list[Observation] = []
+        if not initial:
+            for sid in [s for s in self._known if s not in current]:
+                self._forget(sid)
+                out.append(SessionVanished(now, self.name, sid, reason=GONE_REASON,
+                                           synthesized=True, host=self.host))
+        for sid, new in current.items():
+            old = self._known.get(sid)
+            if old is not None and self._by_path.get(new.path) == sid:
+                changes = diff_info(old.info, new.info)
+                self._remember(new.path, new.info)
+                if changes:
+                    changes["raw"] = new.info.raw
+                    out.append(SessionChanged(now, self.name, sid, changes, host=self.host))
+                continue
+            if old is not None:  # same id, another object: a new session reusing the id
+                self._forget(sid)
+                out.append(SessionVanished(now, self.name, sid, reason=GONE_REASON,
+                                           synthesized=True, host=self.host))
+            self._remember(new.path, new.info)
+            out.append(SessionAppeared(new.info.since or now, self.name, new.info,
+                                       existing=initial, host=self.host))
+        return out
+
+    async def _on_signal(self, time: datetime, msg: Any) -> list[Observation]:
+        interface, member, body = msg.interface, msg.member, msg.body
+        if interface == DBUS and member == "NameOwnerChanged":
+            if not body or body[0] != LOGIN1:
+                return []
+            if not body[2]:
+                log.warning("%s left the bus; waiting for it to come back", LOGIN1)
+                self._away = True
+                return []
+            log.info("%s is on the bus (%s)", LOGIN1, body[2])
+            return await self._resync(initial=False)
+        if interface == MANAGER and member in ("SessionNew", "SessionRemoved"):
+            if len(body) < 2 or not isinstance(body[0], str):
+                return []
+            sid, path = body[0], str(body[1])
+            if member == "SessionNew":
+                return await self._session_new(time, sid, path)
+            sid = self._by_path.get(path, sid)
+            self._forget(sid)
+            return [SessionVanished(time, self.name, sid, host=self.host)]
+        if interface == PROPERTIES and member == "PropertiesChanged":
+            sid_ = self._by_path.get(msg.path)
+            if sid_ is not None and body and body[0] == SESSION:
+                return await self._properties_changed(time, sid_, body)
+            if body and body[0] != SESSION:
+                return await self._recheck(self._known, time)  # a user or seat changed
+            return []
+        if interface == SESSION:
+            sid_ = self._by_path.get(msg.path)
+            return await self._recheck([sid_] if sid_ else [], time)
+        # UserNew/UserRemoved, SeatNew/SeatRemoved, PrepareForShutdown/Sleep: any may go with
+        # a logout that logind does not announce.
+        return await self._recheck(self._known, time)
+
+    async def _session_new(self, time: datetime, sid: str, path: str) -> list[Observation]:
+        known = self._known.get(sid)
+        if known is not None and known.path == path:
+            return []  # already in the snapshot (subscribed before ListSessions)
+        props = await self._get_all(path)
+        if props is None:
+            return []  # logged out already; SessionRemoved follows and means nothing then
+        info = info_from_properties(props, session_id=sid)
+        if known is not None:
+            self._forget(sid)
+        self._remember(path, info)
+        return [SessionAppeared(info.since or time, self.name, info, host=self.host)]
+
+    async def _properties_changed(
+        self, time: datetime, sid: str, body: list[Any]
+    ) -> list[Observation]:
+        known = self._known[sid]
+        changed = plain(body[1]) if len(body) > 1 else {}
+        changed = changed if isinstance(changed, dict) else {}
+        invalidated = body[2] if len(body) > 2 else []
+        if invalidated:
+            props = await self._get_all(known.path)
+            if props is not None:
+                changed = {**props, **changed}
+        if "State" not in changed:
+            # logind does not say State changed (a VT switch sends Active alone): read it.
+            state = await self._get_state(known.path)
+            if state is not None:
+                changed["State"] = state
+        changes = changes_from_properties(changed)
+        raw = {**known.info.raw, **changed}
+        known.info = replace(known.info, raw=raw, **changes)
+        if not changes:
+            return []
+        changes["raw"] = raw
+        return [SessionChanged(time, self.name, sid, changes, host=self.host)]
+
+    async def _get_state(self, path: str) -> str | None:
+        try:
+            (value,) = await self._call(path, PROPERTIES, "Get", "ss", [SESSION, "State"])
+        except _CallFailed:
+            return None
+        state = plain(value)
+        return state if isinstance(state, str) else None
+
+    async def _recheck(
+        self, session_ids: Iterable[str], time: datetime | None = None
+    ) -> list[Observation]:
+        """Re-read State of these sessions; a change (``closing`` above all) is reported."""
+        out: list[Observation] = []
+        for sid in list(session_ids):
+            known = self._known.get(sid)
+            if known is None:
+                continue
+            state = await self._get_state(known.path)
+            if state is None or state == known.info.state:
+                continue
+            raw = {**known.info.raw, "State": state}
+            known.info = replace(known.info, state=state, raw=raw)
+            out.append(SessionChanged(time or _now(), self.name, sid,
+                                      {"state": state, "raw": raw}, host=self.host))
+        return out
+
+
+def open_logind(
+    bus_address: str | None = None, *, host: str | None = None,
+    sessions_dir: str | None = SESSIONS_DIR, max_backoff: float = 5.0,
+) -> LogindSource:
+    """The logind source (``sens watch --source logind``).
+
+    Whether sessions open at start fire Logon is the tracker's choice
+    (``Tracker(include_existing=True)``, ``sens watch --include-existing``): the source always
+    reports them as ``SessionAppeared(existing=True)``.
+    """
+    return LogindSource(bus_address, host=host, sessions_dir=sessions_dir,
+                        max_backoff=max_backoff)
