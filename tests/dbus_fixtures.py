@@ -10,6 +10,7 @@ PropertiesChanged carries ``Active`` alone, and ``State=closing`` changes silent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -32,6 +33,15 @@ MANAGER = "org.freedesktop.login1.Manager"
 SESSION = "org.freedesktop.login1.Session"
 MOCK = "org.freedesktop.DBus.Mock"
 SYSTEM_PYTHON = "/usr/bin/python3"
+STAGING_NAME = "org.pysens.StagedLogind"
+# Runs python-dbusmock's logind template under the bus name given as argv[1].
+LAUNCHER = """
+import runpy, sys
+import dbusmock.templates.logind as template
+template.BUS_NAME = sys.argv[1]
+sys.argv = ["dbusmock", "--system", "--template", "logind"]
+runpy.run_module("dbusmock", run_name="__main__", alter_sys=True)
+"""
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs, logind's Timestamp unit
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -100,24 +110,27 @@ def session_props(
 class MockLogind:
     """The logind mock process and a client connection that drives it."""
 
-    def __init__(self, address: str, log: Path) -> None:
+    def __init__(self, address: str, log: Path, *, staged: bool = False) -> None:
         self.address = address
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
         self.client: Any = None
         self.paths: dict[str, str] = {}
+        #: Staged: the mock first owns STAGING_NAME, so sessions can be restored before it takes
+        #: org.freedesktop.login1 (real logind restores its sessions before taking the name).
+        self.dest = STAGING_NAME if staged else LOGIN1
 
     async def start(self) -> None:
-        """Start the mock and wait until it owns org.freedesktop.login1."""
+        """Start the mock and wait until it owns its bus name."""
         env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [SYSTEM_PYTHON, "-m", "dbusmock", "--system", "--template", "logind"],
+                [SYSTEM_PYTHON, "-c", LAUNCHER, self.dest],
                 stdout=out, stderr=subprocess.STDOUT, env=env,
             )
         self.client = await MessageBus(bus_address=self.address).connect()
         for _ in range(1000):
-            (owned,) = await self.bus_call("NameHasOwner", "s", [LOGIN1])
+            (owned,) = await self.bus_call("NameHasOwner", "s", [self.dest])
             if owned:
                 break
             if self.process.poll() is not None:
@@ -131,6 +144,15 @@ class MockLogind:
             "for k, v in args[1].items(): objects[args[0]].props['"
             + SESSION + "'][k] = v",
         ])
+        await self.call(MANAGER_PATH, MOCK, "AddMethod", "sssss", [
+            "org.pysens.Test", "TakeName", "", "",
+            f"self.pysens_name = dbus.service.BusName('{LOGIN1}', self.connection)",
+        ])
+
+    async def take_name(self) -> None:
+        """A staged mock takes org.freedesktop.login1 (logind is back on the bus)."""
+        await self.call(MANAGER_PATH, "org.pysens.Test", "TakeName")
+        self.dest = LOGIN1
 
     async def stop(self) -> None:
         """Stop the mock (logind leaving the bus) and drop the client connection."""
@@ -155,7 +177,7 @@ class MockLogind:
     async def call(self, path: str, interface: str, member: str, signature: str = "",
                    body: list[Any] | None = None) -> list[Any]:
         """A call to the mock."""
-        return await self._send(LOGIN1, path, interface, member, signature, body or [])
+        return await self._send(self.dest, path, interface, member, signature, body or [])
 
     async def _send(self, dest: str, path: str, interface: str, member: str, signature: str,
                     body: list[Any]) -> list[Any]:
@@ -300,10 +322,8 @@ class Collector:
     async def close(self) -> None:
         """Stop the task and the source."""
         self.task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self.task
-        except asyncio.CancelledError:
-            pass
         await self.source.aclose()
 
 
@@ -338,17 +358,18 @@ class LogindWorld:
         tmp.rename(self.sessions_dir / sid)
 
     async def restart_mock(self) -> None:
-        """logind leaves the bus; a fresh one (no sessions yet) takes the name."""
+        """logind leaves the bus; a fresh one starts staged (call ``mock.take_name()``)."""
         await self.mock.stop()
-        self.mock = MockLogind(self.bus.address, self.directory / "dbusmock.log")
+        self.mock = MockLogind(self.bus.address, self.directory / "dbusmock.log", staged=True)
         await self.mock.start()
 
     async def restart_bus(self) -> None:
-        """The bus daemon goes down (every connection drops) and comes back with logind."""
+        """The bus daemon goes down (every connection drops) and comes back with a staged
+        logind (call ``mock.take_name()``)."""
         await self.mock.stop()
         self.bus.stop()
         self.bus.start()
-        self.mock = MockLogind(self.bus.address, self.directory / "dbusmock.log")
+        self.mock = MockLogind(self.bus.address, self.directory / "dbusmock.log", staged=True)
         await self.mock.start()
 
     async def close(self) -> None:

@@ -54,7 +54,7 @@ async def _watch(args: argparse.Namespace) -> int:
         print(f"sens: {e}; line skipped", file=sys.stderr)
 
     options: dict[str, Any] = {}
-    if args.source not in SOURCES or args.source == "replay":
+    if (args.source not in SOURCES and args.source != "auto") or args.source == "replay":
         options["on_error"] = bad_line
     source = await open_chosen_source(args.source, **options)
     tracker = Tracker(include_existing=args.include_existing)

@@ -76,7 +76,14 @@ async def detect(**options: Any) -> tuple[str, str]:
     """
     reasons = []
     for name in AUTO_ORDER:
-        module = importlib.import_module(SOURCES[name].partition(":")[0])
+        module_name = SOURCES[name].partition(":")[0]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+            reasons.append(f"{name}: not part of this installation")
+            continue
         probe = getattr(module, "probe", None)
         if probe is None:
             continue
