@@ -111,9 +111,11 @@ def parse_config(text: str, name: str = "<config>") -> ServiceConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
-        where = f"{name}:{m.group(1)}" if m else name
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e)) or "not valid TOML"
-        col = f" (column {m.group(2)})" if m else ""
+        line = m.group(1) if m else str(max(1, len(text.splitlines())))
+        msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(e))
+        col = f" (column {m.group(2)})" if m else " (at the end of the file)"
+        where = f"{name}:{line}"
+        msg = msg or "not valid TOML"
         raise ConfigError(f"{where}: {msg}{col}") from None
 
     def fail(table: str, key: str | None, what: str, index: int = 0) -> ConfigError:

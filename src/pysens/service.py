@@ -100,10 +100,10 @@ class Service:
         self._watchers[key] = (predicate, push)
         return lambda: self._watchers.pop(key, None) and None
 
-    def reload(self) -> None:
-        """Re-read persistent subscriptions now."""
+    async def reload(self) -> None:
+        """Re-read persistent subscriptions now (returns once the changes run)."""
         if self.manager is not None:
-            self.manager.reload()
+            await self.manager.sync()
 
     # -- the flow -----------------------------------------------------------------------------
 
@@ -217,8 +217,8 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
         assert self.manager is not None
+        loop.add_signal_handler(signal.SIGHUP, self.manager.reload)
         tasks = [asyncio.create_task(self.manager.run(), name="subscriptions")]
         for name, source in zip(self.source_names, self.sources, strict=True):
             tasks.append(asyncio.create_task(self._pump(name, source), name=f"source {name}"))

@@ -95,8 +95,8 @@ class SocketBackend(Protocol):
         """Call ``push`` for each matching event from now on; returns the unsubscriber."""
         ...
 
-    def reload(self) -> None:
-        """Re-read persistent subscriptions."""
+    async def reload(self) -> None:
+        """Re-read persistent subscriptions (returns once they run)."""
         ...
 
 
@@ -233,7 +233,7 @@ class SocketServer:
         elif op == "sessions":
             reply = {"ok": True, "sessions": self.backend.sessions()}
         elif op == "reload":
-            self.backend.reload()
+            await self.backend.reload()
             reply = {"ok": True}
         elif op == "watch":
             await self._watch(req, reader, writer)

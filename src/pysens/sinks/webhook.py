@@ -1,9 +1,9 @@
-"""The webhook sink: POST each event's JSON to a URL (standard library only).
+"""The webhook sink: POST each event's JSON to a URL (standard library ``http.client``).
 
 Headers: ``Content-Type: application/json``, ``Idempotency-Key: <event id>`` (the receiver can
 drop redeliveries), ``X-Sens-Event: <method>`` and, when a secret is set,
 ``X-Sens-Signature: sha256=<hex HMAC-SHA256 of the body>``. A 2xx answer is success; any other
-status, a garbled answer or no answer within the time limit is a failure.
+status, a redirect, a garbled answer or no answer within the time limit is a failure.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,19 +60,22 @@ class WebhookSink:
                    "X-Sens-Event": str(event.method), "User-Agent": "pysens"}
         if self.secret:
             headers["X-Sens-Signature"] = sign(self.secret, body)
-        # The scheme was checked to be http or https when the subscription was stored.
-        request = urllib.request.Request(  # noqa: S310
-            self.url, data=body, headers=headers, method="POST")
+        parts = urlsplit(self.url)
+        conn_class = (http.client.HTTPSConnection if parts.scheme == "https"
+                      else http.client.HTTPConnection)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn = conn_class(parts.netloc, timeout=self.timeout)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                status = response.status
-        except urllib.error.HTTPError as e:
-            raise SinkError(f"{self.url} answered HTTP {e.code}") from None
-        except (urllib.error.URLError, OSError) as e:
-            why = getattr(e, "reason", None) or e
-            raise SinkError(f"cannot POST to {self.url}: {why}") from None
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            status = response.status
+            response.read(65536)
         except http.client.HTTPException as e:
             raise SinkError(f"{self.url} gave a garbled answer ({type(e).__name__})") from None
+        except OSError as e:
+            raise SinkError(f"cannot POST to {self.url}: {e.strerror or e}") from None
+        finally:
+            conn.close()
         if not 200 <= status < 300:
             raise SinkError(f"{self.url} answered HTTP {status}")
 
