@@ -245,10 +245,17 @@ class DeliveryManager:
     async def run(self) -> None:
         """Follow the subscriptions table until cancelled."""
         await self.sync()
+        last = await asyncio.to_thread(self.journal.last_seq)
         while True:
             try:
                 await asyncio.wait_for(self._changed.wait(), self.poll)
             except TimeoutError:
+                # Events journaled by another process (`sens import --deliver`, a publish
+                # while the daemon was restarting) wake the workers too.
+                seq = await asyncio.to_thread(self.journal.last_seq)
+                if seq != last:
+                    last = seq
+                    self.wake()
                 if await asyncio.to_thread(self.store.signature) == self._signature:
                     continue
             self._changed.clear()
