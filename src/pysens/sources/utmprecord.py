@@ -1,9 +1,11 @@
-"""The 384-byte Linux utmp/wtmp record (``struct utmp``), shared by the live utmp source and the
+"""The Linux utmp/wtmp record (``struct utmp``), shared by the live utmp source and the
 wtmp import. Pure: bytes in, records out.
 
-Layout on every 64-bit and 32-bit Linux (glibc keeps 32-bit times for file compatibility):
+Layout on x86_64 and 32-bit Linux (glibc keeps 32-bit times for file compatibility): 384 bytes,
 ``<h2xi32s4s32s256shhii i4i20s`` — type, pid, line, id, user, host, exit, session, tv_sec,
-tv_usec, addr_v6, unused. Big-endian machines (s390x) write the same layout big-endian.
+tv_usec, addr_v6, unused. Big-endian machines (s390x) write the same layout big-endian. Some
+64-bit ports (aarch64, s390x builds without the compat define) use 400-byte records whose
+session and time fields are 64-bit; :func:`detect_layout` tells the four apart.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
 __all__ = [
+    "LAYOUTS",
     "RECORD_SIZE",
+    "Layout",
     "UtType",
     "UtmpRecord",
     "decode_record",
     "detect_byte_order",
+    "detect_layout",
     "encode_record",
     "iter_records",
 ]
@@ -30,7 +35,36 @@ _FORMAT = "h2xi32s4s32s256shhiii4i20s"
 _LE = struct.Struct("<" + _FORMAT)
 _BE = struct.Struct(">" + _FORMAT)
 assert _LE.size == RECORD_SIZE
+# The 64-bit-time variant: ut_session and both ut_tv words are 8 bytes, 4 bytes of tail padding.
+_FORMAT64 = "h2xi32s4s32s256shhqqq4i20s4x"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """One on-disk record layout: its size, byte order and ``struct`` codec."""
+
+    size: int
+    big_endian: bool
+    codec: struct.Struct
+
+    @property
+    def name(self) -> str:
+        """``384-byte little-endian`` etc., for messages."""
+        return f"{self.size}-byte {'big' if self.big_endian else 'little'}-endian"
+
+
+#: The layouts :func:`detect_layout` chooses from, the common one first (it wins ties).
+LAYOUTS: tuple[Layout, ...] = (
+    Layout(RECORD_SIZE, False, _LE),
+    Layout(RECORD_SIZE, True, _BE),
+    Layout(400, False, struct.Struct("<" + _FORMAT64)),
+    Layout(400, True, struct.Struct(">" + _FORMAT64)),
+)
+assert LAYOUTS[2].codec.size == 400
+# Times a real record can carry: 0 (unset) or from 1980 up to a generous future.
+_MIN_TIME, _MAX_TIME = 315_532_800, 1 << 34
+_RESERVED_ZERO = bytes(20)
 
 
 class UtType(IntEnum):
@@ -105,11 +139,56 @@ def detect_byte_order(data: bytes) -> bool:
     return votes > 0
 
 
-def decode_record(data: bytes, offset: int = 0, *, big_endian: bool = False) -> UtmpRecord:
-    """The record at ``offset``. Raises ValueError for a record that cannot be one (type out of
-    range, or a time with microseconds out of range)."""
+def _plausible(fields: tuple[object, ...]) -> bool:
+    typ, pid, sec, usec = fields[0], fields[1], fields[9], fields[10]
+    assert isinstance(typ, int) and isinstance(pid, int)
+    assert isinstance(sec, int) and isinstance(usec, int)
+    if not (0 <= typ <= 9 and pid >= 0 and 0 <= usec < 1_000_000):
+        return False
+    if sec == 0:
+        return typ == UtType.EMPTY or usec == 0
+    return _MIN_TIME <= sec < _MAX_TIME
+
+
+def detect_layout(data: bytes) -> Layout | None:
+    """The layout of a utmp/wtmp file's bytes, judged by how many of its first records make
+    sense in each (type, pid, time), whole-record file sizes breaking ties. ``None`` when no
+    record makes sense in any layout (not a utmp file); the 384-byte little-endian layout for
+    data too short to hold one record."""
+    best: tuple[float, int] | None = None
+    for index, layout in enumerate(LAYOUTS):
+        count = min(len(data) // layout.size, 64)
+        if count == 0:
+            continue
+        good = zeroed = 0
+        for i in range(count):
+            fields = layout.codec.unpack_from(data, i * layout.size)
+            good += _plausible(fields)
+            zeroed += fields[-1] == _RESERVED_ZERO  # glibc zeroes __glibc_reserved
+        if good == 0:
+            continue
+        # A misaligned reading puts text into the reserved bytes: weigh that most.
+        score = (good + 2 * zeroed) / (3 * count) + (0.25 if len(data) % layout.size == 0 else 0)
+        if best is None or score > best[0]:
+            best = (score, index)
+    if best is None:
+        return LAYOUTS[0] if len(data) < RECORD_SIZE else None
+    return LAYOUTS[best[1]]
+
+
+def decode_record(
+    data: bytes, offset: int = 0, *, big_endian: bool = False, layout: Layout | None = None,
+    file_offset: int | None = None,
+) -> UtmpRecord:
+    """The record at ``offset`` (in ``layout``, default the 384-byte one in the byte order
+    ``big_endian`` says); ``file_offset`` is its position in the file when ``data`` is only a
+    piece of it. Raises ValueError for a record that cannot be one (type out of range, or a
+    time with microseconds out of range)."""
+    codec = layout.codec if layout is not None else (_BE if big_endian else _LE)
+    if layout is not None:
+        big_endian = layout.big_endian
     (typ, pid, line, ident, user, host, term, status, session, sec, usec,
-     a0, a1, a2, a3, _unused) = (_BE if big_endian else _LE).unpack_from(data, offset)
+     a0, a1, a2, a3, _unused) = codec.unpack_from(data, offset)
     if not 0 <= typ <= 9:
         raise ValueError(f"ut_type {typ} is not a utmp record type")
     if not 0 <= usec < 1_000_000:
@@ -118,7 +197,8 @@ def decode_record(data: bytes, offset: int = 0, *, big_endian: bool = False) -> 
         type=typ, pid=pid, line=_text(line), id=_text(ident), user=_text(user),
         host=_text(host), exit_termination=term, exit_status=status, session=session,
         time=_EPOCH + timedelta(seconds=sec, microseconds=usec),
-        address=_address((a0, a1, a2, a3), big_endian), offset=offset,
+        address=_address((a0, a1, a2, a3), big_endian),
+        offset=offset if file_offset is None else file_offset,
     )
 
 
@@ -128,24 +208,30 @@ def iter_records(
     *,
     big_endian: bool | None = None,
     start: int = 0,
+    layout: Layout | None = None,
 ) -> Iterator[UtmpRecord]:
     """Every record of ``data`` from ``start``. A bad record, or a truncated last one, goes to
-    ``on_error(offset, why)`` and is skipped; the rest are still read."""
-    be = detect_byte_order(data) if big_endian is None else big_endian
+    ``on_error(offset, why)`` and is skipped; the rest are still read. ``layout`` (see
+    :func:`detect_layout`) overrides the 384-byte layout in the byte order ``big_endian`` gives
+    (detected when None)."""
+    if layout is None:
+        be = detect_byte_order(data) if big_endian is None else big_endian
+        layout = LAYOUTS[1] if be else LAYOUTS[0]
+    size = layout.size
     end = len(data)
     off = start
-    while off + RECORD_SIZE <= end:
+    while off + size <= end:
         try:
-            yield decode_record(data, off, big_endian=be)
+            yield decode_record(data, off, layout=layout)
         except ValueError as e:
             on_error(off, str(e))
-        off += RECORD_SIZE
+        off += size
     if off < end:
-        on_error(off, f"truncated record ({end - off} of {RECORD_SIZE} bytes)")
+        on_error(off, f"truncated record ({end - off} of {size} bytes)")
 
 
 def encode_record(
-    *, type: int, user: str = "", line: str = "", host: str = "", id: str = "",  # noqa: A002
+    *, type: int, user: str = "", line: str = "", host: str = "", id: str = "",
     pid: int = 0, session: int = 0, time: datetime | None = None, address: str | None = None,
     big_endian: bool = False,
 ) -> bytes:

@@ -1,0 +1,286 @@
+"""History import: log files -> tracker -> journal (``sens import``).
+
+Each kind of file has a reader, ``read(path, on_error) -> Iterator[Observation | SensEvent]``:
+it yields what the file says in order, calls ``on_error(message)`` with one sentence naming the
+file and the offset, record or line of each bad piece (which it skips), and raises
+:class:`ReadError` (or ``OSError``) when the file as a whole cannot be read. Readers are named in
+:data:`READERS` and imported only when used, so an optional dependency (``evtx``) is needed only
+for its own kind.
+
+:class:`Importer` feeds every reader's items through one :class:`~pysens.tracker.Tracker` per
+host (so the SENS rules hold for history as for live events) and appends the events to the
+journal in batches. Event ids depend only on the records, so importing a file again adds
+nothing. Imported events are marked as history, which persistent subscriptions are not sent,
+unless ``deliver``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .events import Method, SensEvent
+from .journal import Journal
+from .observations import Observation, SessionRecord
+from .tracker import Tracker
+
+__all__ = [
+    "READERS",
+    "ImportSummary",
+    "Importer",
+    "ReadError",
+    "Reader",
+    "Session",
+    "get_reader",
+    "pair_sessions",
+    "read_jsonl",
+]
+
+
+class ReadError(ValueError):
+    """A whole file cannot be read (missing, unreadable, not that kind of file); the message is
+    one sentence naming the file."""
+
+
+Item = Observation | SensEvent
+#: ``read(path, on_error)``: the file's observations (or finished events), bad pieces reported.
+Reader = Callable[[str, Callable[[str], None]], Iterable[Item]]
+
+#: kind -> "module:function" of its reader (imported when first used).
+READERS: dict[str, str] = {
+    "wtmp": "pysens.sources.wtmp:read_wtmp",
+    "utmp": "pysens.sources.wtmp:read_utmp",
+    "wtmpdb": "pysens.sources.wtmpdb:read_wtmpdb",
+    "evtx": "pysens.sources.evtx:read_evtx",
+    "jsonl": "pysens.importer:read_jsonl",
+}
+
+
+def _module_of(kind: str) -> tuple[Any, str]:
+    if kind not in READERS:
+        raise ReadError(f"unknown kind {kind!r}; known kinds: {', '.join(READERS)}")
+    module_name, _, attr = READERS[kind].partition(":")
+    try:
+        return importlib.import_module(module_name), attr
+    except ImportError as e:
+        raise ReadError(f"the {kind} reader is not available here ({e})") from None
+
+
+def get_reader(kind: str) -> Reader:
+    """The reader for ``kind``; :class:`ReadError` when it is unknown or cannot be loaded."""
+    module, attr = _module_of(kind)
+    reader: Reader = getattr(module, attr)
+    return reader
+
+
+def read_jsonl(path: str, on_error: Callable[[str], None]) -> Iterator[SensEvent]:
+    """SPEC §2 events, one JSON object per line (what ``sens history --json`` writes)."""
+    from .sources.replay import read_events
+
+    try:
+        stream = Path(path).open(encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError as e:
+        raise ReadError(f"cannot read {path}: {e.strerror or e}") from None
+    with stream:
+        yield from read_events(stream, path, lambda err: on_error(f"{err}; line skipped"))
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One Logon with its Logoff (``None``: still open at the end of the events)."""
+
+    logon: SensEvent
+    logoff: SensEvent | None = None
+
+    @property
+    def end(self) -> str:
+        """How it ended: ``open``, ``logoff`` (observed), or the synthesized Logoff's reason."""
+        if self.logoff is None:
+            return "open"
+        if not self.logoff.synthesized:
+            return "logoff"
+        return self.logoff.reason or "gone"
+
+
+def pair_sessions(events: Iterable[SensEvent]) -> list[Session]:
+    """The sessions in ``events`` (tracker output: per session Logon first, Logoff last), in
+    Logon order. A Logoff without its Logon (the log began mid-session) is left out."""
+    done: list[tuple[int, Session]] = []
+    open_: dict[tuple[str, str], tuple[int, SensEvent]] = {}
+    for n, e in enumerate(events):
+        key = (e.host, e.session_id or e.logon_id or f"user:{e.user_name}")
+        if e.method is Method.Logon:
+            open_[key] = (n, e)
+        elif e.method is Method.Logoff and key in open_:
+            start, logon = open_.pop(key)
+            done.append((start, Session(logon, e)))
+    done.extend((n, Session(logon)) for n, logon in open_.values())
+    return [s for _, s in sorted(done, key=lambda pair: pair[0])]
+
+
+# -- importing ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    """What an import did: the counts of the summary line."""
+
+    files: int = 0
+    failed_files: int = 0
+    records: int = 0
+    events: int = 0
+    new: int = 0
+    already: int = 0
+    bad: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every file was read without a bad record."""
+        return not self.bad and not self.failed_files
+
+    def line(self) -> str:
+        """``imported 1234 events from 2 files (56 already journaled); 3 bad records skipped``."""
+        files = f"{self.files} file{'' if self.files == 1 else 's'}"
+        text = f"imported {self.events} events from {files}"
+        if self.events:
+            text += f" ({self.already} already journaled, {self.new} new)"
+        if self.bad:
+            text += f"; {self.bad} bad record{'' if self.bad == 1 else 's'} skipped"
+        if self.failed_files:
+            n = self.failed_files
+            text += f"; {n} file{' was' if n == 1 else 's were'} not read"
+        return text
+
+
+class Importer:
+    """Reads files of any kind into the journal through per-host trackers.
+
+    ``journal`` may be None (read and pair only). ``host`` is the host of records that carry
+    none (wtmp, wtmpdb): default this machine. ``on_events`` receives each journaled batch (with
+    ``seq``), ``on_error`` each bad-record or unreadable-file sentence, ``on_progress(path,
+    records)`` a count every ``progress_every`` records. ``deliver``: do not mark the events as
+    history (persistent subscriptions get them too).
+    """
+
+    def __init__(
+        self,
+        journal: Journal | None,
+        *,
+        host: str | None = None,
+        deliver: bool = False,
+        on_events: Callable[[list[SensEvent]], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_progress: Callable[[str, int], None] | None = None,
+        progress_every: int = 10_000,
+        batch: int = 5_000,
+    ) -> None:
+        self.journal = journal
+        self.host = host
+        self.deliver = deliver
+        self.summary = ImportSummary()
+        self._on_events = on_events
+        self._on_error = on_error
+        self._on_progress = on_progress
+        self._every = max(1, progress_every)
+        self._batch = batch
+        self._trackers: dict[str | None, Tracker] = {}
+        self._pending: list[SensEvent] = []
+
+    def tracker(self, host: str | None = None) -> Tracker:
+        """The tracker for ``host`` (None: the import's own host)."""
+        t = self._trackers.get(host)
+        if t is None:
+            t = self._trackers[host] = Tracker(host=host or self.host)
+        return t
+
+    def _error(self, message: str) -> None:
+        self.summary.bad += 1
+        if self._on_error is not None:
+            self._on_error(message)
+
+    def import_files(self, kind: str, paths: Iterable[str]) -> ImportSummary:
+        """Import every file of ``kind`` (rotated logs oldest first when the reader can tell)
+        and flush; the running summary."""
+        paths = list(paths)
+        try:
+            module, _ = _module_of(kind)
+        except ReadError as e:
+            self._failed(str(e), len(paths))
+            return self.summary
+        first_time = getattr(module, "first_time", None)
+        if first_time is not None and len(paths) > 1:
+            never = datetime.max.replace(tzinfo=UTC)
+            paths.sort(key=lambda p: first_time(p) or never)
+        for path in paths:
+            self.import_file(kind, path)
+        self.flush()
+        return self.summary
+
+    def import_file(self, kind: str, path: str) -> None:
+        """Read one file into the pending batch (journaled each ``batch`` events)."""
+        try:
+            reader = get_reader(kind)
+            count = 0
+            for item in reader(path, self._error):
+                count += 1
+                if count % self._every == 0 and self._on_progress is not None:
+                    self._on_progress(path, count)
+                self._feed(item)
+        except (ReadError, OSError) as e:
+            msg = str(e) if isinstance(e, ReadError) else f"cannot read {path}: {e}"
+            self._failed(msg, 1)
+            return
+        self.summary.files += 1
+        self.summary.records += count
+
+    def _failed(self, message: str, files: int) -> None:
+        self.summary.failed_files += files
+        self.summary.failures.append(message)
+        if self._on_error is not None:
+            self._on_error(message)
+
+    def _feed(self, item: Item) -> None:
+        if isinstance(item, SensEvent):
+            events = self.tracker(item.host).feed(SessionRecord.of_event(item))
+        else:
+            events = self.tracker(item.host).feed(item)
+        if events:
+            self._pending.extend(events)
+            if len(self._pending) >= self._batch:
+                self.flush()
+
+    def flush(self) -> None:
+        """Journal the pending events (one transaction), mark them as history unless
+        ``deliver``, and hand them to ``on_events``."""
+        events, self._pending = self._pending, []
+        if not events:
+            return
+        self.summary.events += len(events)
+        if self.journal is None:
+            if self._on_events is not None:
+                self._on_events(events)
+            return
+        results = self.journal.append_many(events)
+        new = [r.event.seq for r in results if r.inserted and r.event.seq is not None]
+        self.summary.new += len(new)
+        self.summary.already += len(results) - len(new)
+        if new and not self.deliver:
+            _mark_history(self.journal, new)
+        if self._on_events is not None:
+            self._on_events([r.event for r in results])
+
+
+def _mark_history(journal: Journal, seqs: list[int]) -> None:
+    try:
+        from .subscriptions import mark_history
+    except ImportError:  # no persistent subscriptions in this build: nothing to hold back from
+        return
+    mark_history(journal, seqs)

@@ -1,0 +1,224 @@
+"""wtmp / utmp files -> observations, paired the way util-linux ``last`` pairs them.
+
+Reads every record layout :func:`~pysens.sources.utmprecord.detect_layout` knows (384-byte
+little- and big-endian, 400-byte 64-bit-time records), rotated files (``wtmp.1``, ``.gz`` too) and
+files whose last record was cut short. The mapping follows ``last`` (util-linux
+``login-utils/last.c``, ``process_wtmp_file``) so that the sessions the tracker builds from it
+are the ones ``last -f FILE -x`` prints:
+
+* a record on line ``~`` is a shutdown (user ``shutdown``), a boot (``reboot``) or a run-level
+  change (``runlevel``) whatever its ``ut_type``;
+* any other record with a user and a line is a login, unless it is a DEAD_PROCESS or its user
+  is ``LOGIN`` (old writers that did not set ``ut_type``); a record with no user is a logout;
+* a login is ended by the next record on the same line — its DEAD_PROCESS, or another login
+  (the line was handed to someone else: ``last`` shows the new login's time as the logout);
+* a boot ends every open session as ``crash``, a shutdown or run level 0 / 6 as ``down``.
+
+Observations, not SENS methods: a login is a :class:`SessionRecord` (Logon, shell at once), a
+logout a :class:`SessionVanished` of its line, a boot or shutdown a :class:`HostReset`. Times are
+the records' own. Pure apart from reading the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from ..events import Method
+from ..importer import ReadError
+from ..observations import HostReset, Observation, SessionInfo, SessionRecord, SessionVanished
+from .utmprecord import Layout, UtmpRecord, UtType, decode_record, detect_layout
+
+__all__ = [
+    "SHUTDOWN",
+    "first_time",
+    "last_type",
+    "observe",
+    "observe_all",
+    "read_records",
+    "read_utmp",
+    "read_wtmp",
+]
+
+#: ``last``'s own pseudo type for a shutdown record (``SHUTDOWN_TIME`` in last.c).
+SHUTDOWN = 254
+# Records per read: bounded memory for a wtmp of any size.
+_CHUNK_RECORDS = 8192
+_HEAD_RECORDS = 64
+
+
+def last_type(rec: UtmpRecord) -> int:
+    """The record type ``last`` acts on (its normalisation of ``ut_type``; see the module doc).
+
+    :data:`SHUTDOWN` for a shutdown record, else a :class:`UtType` value.
+    """
+    user, line = rec.user, rec.line
+    if line[:1] == "~":
+        if user.startswith("shutdown"):
+            return SHUTDOWN
+        if user.startswith("reboot"):
+            return UtType.BOOT_TIME
+        if user.startswith("runlevel"):
+            return UtType.RUN_LVL
+        return rec.type
+    t = rec.type
+    if t != UtType.DEAD_PROCESS and user and line and not user.startswith("LOGIN"):
+        t = UtType.USER_PROCESS
+    if not user:
+        t = UtType.DEAD_PROCESS
+    if user == "date":
+        if line[:1] == "|":
+            t = UtType.OLD_TIME
+        elif line[:1] == "{":
+            t = UtType.NEW_TIME
+    return t
+
+
+def _session_info(rec: UtmpRecord) -> SessionInfo:
+    host = rec.host or None
+    line = rec.line or None
+    # ut_host is the remote host for ssh/telnet; local writers put an X display (":0"), a
+    # screen window (":pts/1:S.0") or tmux's pane name there.
+    remote = bool(host) and not rec.host.startswith((":", "tmux("))
+    if line is None:
+        session_type = None
+    elif line.startswith(":"):
+        session_type = "x11"
+    else:
+        session_type = "tty"
+    address = rec.address
+    if address is not None and ipaddress.ip_address(address).is_unspecified:
+        address = None
+    return SessionInfo(
+        session_id=line, user_name=rec.user, tty=line, session_type=session_type,
+        remote=remote, client_name=host, client_address=address, since=rec.time,
+        raw=rec.to_raw(),
+    )
+
+
+def observe(rec: UtmpRecord, source: str = "wtmp", host: str | None = None) -> list[Observation]:
+    """The observations one record means (often none)."""
+    t = last_type(rec)
+    if t == UtType.USER_PROCESS:
+        info = _session_info(rec)
+        out: list[Observation] = []
+        if rec.line:
+            # A new login on a line ends whatever was open there (last.c pairs a login with
+            # the next record on its line, login or logout). Said explicitly because the
+            # tracker would otherwise take two quick logins on one line as one reported twice.
+            out.append(SessionVanished(rec.time, source, rec.line, reason="superseded",
+                                       synthesized=True, host=host))
+        out.append(SessionRecord(rec.time, source, Method.Logon, info, post_shell=True,
+                                 host=host))
+        return out
+    if t == UtType.DEAD_PROCESS:
+        return [SessionVanished(rec.time, source, rec.line, host=host)] if rec.line else []
+    if t == UtType.BOOT_TIME:
+        # Sessions still open when the machine boots again were never closed: it crashed.
+        return [HostReset(rec.time, source, "crash", host=host)]
+    if t == SHUTDOWN:
+        return [HostReset(rec.time, source, "shutdown", host=host)]
+    if t == UtType.RUN_LVL:
+        level = chr(rec.pid & 255)
+        if level in "06":
+            return [HostReset(rec.time, source, "shutdown" if level == "0" else "reboot",
+                              host=host)]
+    return []
+
+
+def _open(path: str) -> IO[bytes] | gzip.GzipFile:
+    p = Path(path)
+    try:
+        if p.suffix == ".gz":
+            return gzip.open(p, "rb")
+        return p.open("rb")
+    except OSError as e:
+        raise ReadError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def read_records(path: str, on_error: Callable[[str], None]) -> Iterator[UtmpRecord]:
+    """Every record of the file, the layout detected from its head. A bad record or a cut-short
+    last one goes to ``on_error`` (one sentence with the file and offset) and is skipped.
+
+    Raises :class:`~pysens.importer.ReadError` when the file cannot be read or is not a utmp
+    file at all.
+    """
+    with _open(path) as f:
+        try:
+            head = f.read(400 * _HEAD_RECORDS)
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise ReadError(f"cannot read {path}: {e}") from None
+        layout = detect_layout(head)
+        if layout is None:
+            raise ReadError(
+                f"{path} is not a utmp/wtmp file: no record in its first "
+                f"{len(head)} bytes makes sense in any known layout"
+            )
+        yield from _records(f, head, layout, path, on_error)
+
+
+def _records(
+    f: IO[bytes] | gzip.GzipFile, head: bytes, layout: Layout, path: str,
+    on_error: Callable[[str], None],
+) -> Iterator[UtmpRecord]:
+    size = layout.size
+    buf = head
+    base = 0  # file offset of buf[0]
+    while True:
+        try:
+            more = f.read(size * _CHUNK_RECORDS)
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            on_error(f"{path}: offset {base + len(buf)}: cannot read further ({e}); "
+                     "the rest of the file is skipped")
+            more = b""
+        if more:
+            buf += more
+        whole = len(buf) - len(buf) % size
+        for off in range(0, whole, size):
+            try:
+                yield decode_record(buf, off, layout=layout, file_offset=base + off)
+            except ValueError as e:
+                on_error(f"{path}: record at offset {base + off}: {e}; skipped")
+        base += whole
+        buf = buf[whole:]
+        if not more:
+            break
+    if buf:
+        on_error(f"{path}: offset {base}: the last record is cut short ({len(buf)} of "
+                 f"{size} bytes); skipped")
+
+
+def _read(path: str, on_error: Callable[[str], None], source: str) -> Iterator[Observation]:
+    for rec in read_records(path, on_error):
+        yield from observe(rec, source)
+
+
+def read_wtmp(path: str, on_error: Callable[[str], None]) -> Iterator[Observation]:
+    """The observations of a wtmp file (``sens import wtmp``), in file order."""
+    return _read(path, on_error, "wtmp")
+
+
+def read_utmp(path: str, on_error: Callable[[str], None]) -> Iterator[Observation]:
+    """The observations of a utmp file (``sens import utmp``): the same mapping, source
+    ``utmp``."""
+    return _read(path, on_error, "utmp")
+
+
+def first_time(path: str) -> datetime | None:
+    """The time of the file's first valid record (to put rotated files in order), or None."""
+    try:
+        for rec in read_records(path, lambda _msg: None):
+            return rec.time
+    except ReadError:
+        return None
+    return None
+
+
+def observe_all(records: Iterable[UtmpRecord], source: str = "wtmp") -> Iterator[Observation]:
+    """:func:`observe` for each record, in order."""
+    for rec in records:
+        yield from observe(rec, source)
