@@ -390,3 +390,92 @@ async def logind(tmp_path: Path) -> AsyncIterator[LogindWorld]:
         yield world
     finally:
         await world.close()
+
+
+# -- a stand-in for org.freedesktop.systemd1, for the real systemd-logind tier -----------------
+
+_SD_PATH = "/org/freedesktop/systemd1"
+_SD_MANAGER = "org.freedesktop.systemd1.Manager"
+_SD_UNIT_PREFIX = _SD_PATH + "/unit/"
+
+
+def _sd_unescape(label: str) -> str:
+    out, i = bytearray(), 0
+    while i < len(label):
+        if label[i] == "_" and i + 2 < len(label):
+            out.append(int(label[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out.append(ord(label[i]))
+            i += 1
+    return out.decode()
+
+
+async def systemd1_standin(address: str) -> None:
+    """Answer what systemd-logind asks of systemd (units, jobs, scopes) on the bus at
+    ``address``, the way systemd would, without running anything.
+
+    Jobs finish at once (``JobRemoved … "done"``). A session scope stays active after
+    ``Abandon()`` (its processes linger, as a tmux would) until ``org.pysens.Test.Finish(s)``
+    ends it (``PropertiesChanged ActiveState=inactive`` + ``UnitRemoved``), so the test decides
+    when logind may send SessionRemoved.
+    """
+    from dbus_fast import Message, MessageType, Variant
+    from dbus_fast.aio import MessageBus
+
+    bus = await MessageBus(bus_address=address).connect()
+    active: set[str] = set()
+    jobs = [0]
+
+    def unit_path(name: str) -> str:
+        return _SD_UNIT_PREFIX + escape_label(name)
+
+    def finish_job(name: str) -> str:
+        jobs[0] += 1
+        path = f"{_SD_PATH}/job/{jobs[0]}"
+        job = jobs[0]
+        asyncio.get_running_loop().call_soon(lambda: bus.send(Message.new_signal(
+            _SD_PATH, _SD_MANAGER, "JobRemoved", "uoss", [job, path, name, "done"])))
+        return path
+
+    def end_unit(name: str) -> None:
+        active.discard(name)
+        path = unit_path(name)
+        bus.send(Message.new_signal(path, "org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                    "sa{sv}as", ["org.freedesktop.systemd1.Unit",
+                                                 {"ActiveState": Variant("s", "inactive"),
+                                                  "SubState": Variant("s", "dead")}, []]))
+        bus.send(Message.new_signal(_SD_PATH, _SD_MANAGER, "UnitRemoved", "so", [name, path]))
+
+    def handler(msg: Any) -> Any:
+        if msg.message_type != MessageType.METHOD_CALL:
+            return None
+        m, body = msg.member, msg.body
+        if msg.interface == _SD_MANAGER:
+            if m in ("StartTransientUnit", "StartUnit"):
+                active.add(body[0])
+                return Message.new_method_return(msg, "o", [finish_job(body[0])])
+            if m == "StopUnit":
+                end_unit(body[0])
+                return Message.new_method_return(msg, "o", [finish_job(body[0])])
+            if m == "GetUnit":
+                return Message.new_method_return(msg, "o", [unit_path(body[0])])
+            return Message.new_method_return(msg)  # Subscribe, KillUnit, ResetFailedUnit …
+        if msg.interface == "org.freedesktop.systemd1.Scope" and m == "Abandon":
+            return Message.new_method_return(msg)  # processes linger: stays active
+        if msg.interface == "org.pysens.Test" and m == "Finish":
+            end_unit(body[0])
+            return Message.new_method_return(msg)
+        if msg.interface == "org.freedesktop.DBus.Properties" and m == "Get":
+            path = msg.path or ""
+            if path.startswith(_SD_UNIT_PREFIX):
+                name = _sd_unescape(path[len(_SD_UNIT_PREFIX):])
+                state = "active" if name in active else "inactive"
+                return Message.new_method_return(msg, "v", [Variant("s", state)])
+            return Message.new_error(msg, "org.freedesktop.systemd1.NoSuchJob", "no such job")
+        return Message.new_error(msg, "org.freedesktop.DBus.Error.UnknownMethod",
+                                 f"{msg.interface}.{m} is not in the stand-in")
+
+    bus.add_message_handler(handler)
+    await bus.request_name("org.freedesktop.systemd1")
+    await bus.wait_for_disconnect()
