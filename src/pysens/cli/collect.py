@@ -13,7 +13,16 @@ from ..journal import default_journal_path
 from ..store import Store, StoreError, open_store
 from .common import CliError
 
-__all__ = ["default_store_url", "open_store_arg", "register", "run"]
+__all__ = [
+    "add_store_arguments",
+    "default_store_url",
+    "open_store_arg",
+    "register",
+    "run",
+    "store_events",
+    "store_history",
+    "store_sessions",
+]
 
 
 def default_store_url() -> str:
@@ -89,3 +98,80 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("sens collect needs nats-py: pip install 'pysens[nats]'") from None
     with open_store_arg(args.store or default_store_url()) as store:
         return asyncio.run(_collect(args, store))
+
+
+# -- reading the central store: `sens history|sessions|timeline --store URL` --------------------
+
+
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    """``--store URL`` and ``--host H`` for a command that can read the central store."""
+    p.add_argument("--store", metavar="URL",
+                   help="read the fleet's central store (sqlite:///PATH or postgresql://…) "
+                   "instead of this host")
+    p.add_argument("--host", action="append", default=[], metavar="H",
+                   help="with --store: only host H (repeatable)")
+
+
+def store_events(
+    args: argparse.Namespace, *, where: Any = None, since: Any = None, until: Any = None,
+    limit: int | None = None,
+) -> tuple[list[Any], int]:
+    """The events ``--store``/``--host`` select, in time order, and how many could not be read
+    (each reported on stderr in one sentence)."""
+    bad = 0
+
+    def on_bad(msg: str) -> None:
+        nonlocal bad
+        bad += 1
+        print(f"sens: {msg}", file=sys.stderr)
+
+    with open_store_arg(args.store) as store:
+        events = list(store.query(since=since, until=until, hosts=args.host, where=where,
+                                  limit=limit, on_bad=on_bad))
+    return events, bad
+
+
+def store_history(args: argparse.Namespace) -> int:
+    """``sens history --store URL``: the fleet's events in time order (host column included)."""
+    from .common import compile_filter, parse_when, print_event
+
+    where = compile_filter(args.filter)
+    since = parse_when(args.since) if args.since else None
+    until = parse_when(args.until) if args.until else None
+    bad = 0
+
+    def on_bad(msg: str) -> None:
+        nonlocal bad
+        bad += 1
+        print(f"sens: {msg}", file=sys.stderr)
+
+    with open_store_arg(args.store) as store:
+        for event in store.query(since=since, until=until, hosts=args.host, where=where,
+                                 limit=args.limit, on_bad=on_bad):
+            print_event(event, args.json)
+    if bad:
+        print(f"sens: {bad} stored event(s) could not be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def store_sessions(args: argparse.Namespace) -> int:
+    """``sens sessions --store URL``: the sessions open now across the fleet, as the events in
+    the store leave them (each host's events replayed through the tracker's rules)."""
+    import json
+
+    from ..observations import SessionRecord
+    from ..tracker import Tracker
+    from .sessions import format_table
+
+    events, bad = store_events(args)
+    tracker = Tracker()
+    for event in events:
+        tracker.feed(SessionRecord.of_event(event))
+    sessions = sorted(tracker.sessions, key=lambda s: (s.host, s.since, s.info.session_id or ""))
+    if args.json:
+        for s in sessions:
+            print(json.dumps(s.to_json(), ensure_ascii=False))
+    else:
+        print("\n".join(format_table(sessions, with_host=True)))
+    return 1 if bad else 0

@@ -22,11 +22,18 @@ def register(sub: Any) -> None:
     p.add_argument("--filter", metavar="CRITERIA", help="MS-COMEV filter criteria")
     p.add_argument("-n", "--limit", type=int, metavar="N", help="at most N events")
     p.add_argument("--json", action="store_true", help="one SPEC §2 JSON object per line")
+    from .collect import add_store_arguments
+
+    add_store_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sens history``."""
+    if args.store:
+        from .collect import store_history
+
+        return store_history(args)
     where = compile_filter(args.filter)
     since = parse_when(args.since) if args.since else None
     until = parse_when(args.until) if args.until else None

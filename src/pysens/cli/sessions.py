@@ -27,6 +27,9 @@ def register(sub: Any) -> None:
     p.add_argument("--source", default="auto", metavar="auto|logind|utmp|wts",
                    help="where to look (default: auto)")
     p.add_argument("--json", action="store_true", help="one JSON object per session")
+    from .collect import add_store_arguments
+
+    add_store_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -102,6 +105,10 @@ def _open_session(row: dict[str, Any]) -> OpenSession:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sens sessions``."""
+    if args.store:
+        from .collect import store_sessions
+
+        return store_sessions(args)
     if args.source == "auto":
         status = _sessions_daemon(args)
         if status is not None:

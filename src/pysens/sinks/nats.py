@@ -98,18 +98,32 @@ def _safe_url(url: str) -> str:
 
 async def connect(url: str, **options: Any) -> Any:
     """A nats-py connection to ``url`` that does not reconnect on its own (the callers do, with
-    their own backoff, so that a lost connection is noticed and the cursor rewound)."""
+    their own backoff, so that a lost connection is noticed and the cursor rewound).
+
+    A server that cannot be reached raises :class:`ConnectionError` saying why in one sentence.
+    """
     import nats
+    import nats.errors
+
+    seen: list[Exception] = []
 
     async def _quiet(exc: Exception) -> None:
+        seen.append(exc)
         log.debug("nats %s: %s", _safe_url(url), exc)
 
+    # nats-py retries a server inside connect() until its attempts run out (0 means forever).
     opts: dict[str, Any] = {
-        "allow_reconnect": False, "connect_timeout": 2, "max_reconnect_attempts": 0,
-        "error_cb": _quiet,
+        "allow_reconnect": False, "connect_timeout": 2, "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0.05, "error_cb": _quiet,
     }
     opts.update(options)
-    return await nats.connect(url, **opts)
+    try:
+        return await nats.connect(url, **opts)
+    except (nats.errors.NoServersError, OSError, TimeoutError) as e:
+        cause = seen[-1] if seen else e
+        text = " ".join(str(cause).split()) or type(cause).__name__
+        where = _safe_url(url)
+        raise ConnectionError(f"cannot reach the NATS server at {where} ({text})") from None
 
 
 async def ensure_stream(js: Any, settings: StreamSettings) -> None:
@@ -389,6 +403,8 @@ def _describe(exc: BaseException | None, url: str) -> str:
     where = _safe_url(url)
     name = type(exc).__name__
     text = " ".join(str(exc).split()) if exc is not None else ""
+    if name == "ConnectionError":
+        return text
     if name in ("NoServersError", "ConnectionRefusedError", "OSError", "TimeoutError"):
         return f"cannot reach the NATS server at {where} ({text or name})"
     if name in {"NoRespondersError", "ServiceUnavailableError"}:

@@ -1,0 +1,164 @@
+"""The collector and the central store, against a real nats-server and real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from fleet_fixtures import NatsServer, nats_server, pg_url, storm
+from pysens.cli import main
+from pysens.collector import Collector, check_message
+from pysens.journal import Journal
+from pysens.sinks.nats import Forwarder, StreamSettings, ensure_stream
+from pysens.store import StoredEvent, StoreError, open_store
+
+__all__ = ["nats_server", "pg_url"]
+
+
+async def _forward(url: str, journal: Journal) -> None:
+    fwd = Forwarder(journal, url)
+    await fwd.run(drain=True)
+    await fwd.close()
+
+
+async def _publish_raw(url: str, items: list[tuple[str, bytes, dict[str, str] | None]]) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await ensure_stream(js, StreamSettings())
+    for subject, data, headers in items:
+        await js.publish(subject, data, headers=headers)
+    await nc.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_collects_each_event_once_with_its_host(
+    nats_server: NatsServer, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = (f"sqlite:///{tmp_path}/fleet.db" if backend == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    journal = Journal(tmp_path / "j.db")
+    journal.append_many(storm("web01.example.com", 30) + storm("db2", 12))
+    await _forward(nats_server.url, journal)
+    collector = Collector(nats_server.url, url, exit_idle=0.5, batch=7)
+    stats = await collector.run()
+    assert (stats.received, stats.stored, stats.rejected) == (42, 42, 0)
+    store = collector.store
+    assert store.count() == 42 and store.count("db2") == 12
+    assert store.hosts() == ["db2", "web01.example.com"]
+    assert store.ids() == sorted(e.id for e in journal.query())
+    got = {e.id: e for e in store.query()}
+    for e in journal.query():
+        assert got[e.id] == e  # the whole event, seq included, survives the trip
+    # A second collector on the same durable has nothing left; a fresh durable re-reads the
+    # stream and the store ignores every id it already has.
+    again = Collector(nats_server.url, store, exit_idle=0.3)
+    assert (await again.run()).received == 0
+    fresh = Collector(nats_server.url, store, durable="audit", exit_idle=0.3)
+    s = await fresh.run()
+    assert (s.received, s.stored, s.already) == (42, 0, 42)
+    assert store.count() == 42
+    collector.release()
+    journal.close()
+
+
+def test_foreign_messages_are_kept_aside_and_never_block(
+    nats_server: NatsServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    journal = Journal(tmp_path / "j.db")
+    good = storm("h1", 3)
+    journal.append_many(good)
+    mismatched = json.dumps(good[0].to_json() | {"id": "01OTHER"}).encode()
+    asyncio.run(_publish_raw(nats_server.url, [
+        ("sens.h1.Logon", b"hello, not json", None),
+        ("sens.h1.Logon", b'{"method": "Logon", "host": "h1"}', None),
+        ("sens.h1.Dance", json.dumps({"id": "X1", "method": "Dance", "host": "h1",
+                                      "time": "2026-11-23T08:00:00Z"}).encode(), None),
+        ("sens.h1.Logon", mismatched, {"Nats-Msg-Id": "someone-else"}),
+    ]))
+    asyncio.run(_forward(nats_server.url, journal))
+    store_url = f"sqlite:///{tmp_path}/fleet.db"
+    status = main(["collect", nats_server.url, "--store", store_url, "--exit-idle", "0.5"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "3 new event(s)" in err and "4 rejected" in err
+    logged = caplog.messages
+    assert len(logged) == 4 and "message 1 on sens.h1.Logon is not a pysens event: not JSON" in (
+        logged[0])
+    with open_store(store_url) as store:
+        assert store.count() == 3
+        rejected = store.rejected()
+        assert [r.raw for r in rejected[:1]] == [b"hello, not json"]
+        assert [r.subject for r in rejected] == ["sens.h1.Logon"] * 2 + ["sens.h1.Dance",
+                                                                         "sens.h1.Logon"]
+        reasons = [r.reason for r in rejected]
+        assert reasons[1] == "no event id" and "unknown method 'Dance'" in reasons[2]
+        assert "is not its event id" in reasons[3]
+    # They were acknowledged: a second run finds nothing and succeeds.
+    assert main(["collect", nats_server.url, "--store", store_url, "--exit-idle", "0.3"]) == 0
+
+
+def test_check_message_reasons() -> None:
+    ok = check_message("s", json.dumps(storm("h", 1)[0].to_json()).encode(), None)
+    assert isinstance(ok, StoredEvent) and ok.host == "h" and ok.method == "Logon"
+    assert check_message("s", b"[1]", None) == "not a JSON object"
+    assert check_message("s", b'{"id": "A", "method": "Logon", "host": "h", "time": "x"}',
+                         None) == "its time 'x' is not ISO 8601"
+    assert check_message("s", b'{"id": "A", "method": "Logon", "time": "2026-01-01T00:00Z"}',
+                         None) == "no host"
+
+
+def test_store_commit_is_insert_or_ignore(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path}/s.db") as store:
+        items = [check_message("s", e.to_json_text().encode(), None) for e in storm("h", 5)]
+        events = [i for i in items if isinstance(i, StoredEvent)]
+        assert store.commit(events) == 5
+        assert store.commit(events) == 0
+        assert store.count() == 5
+
+
+def test_store_urls_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="sqlite:///PATH"):
+        open_store("mysql://x")
+    with pytest.raises(StoreError, match="cannot open the store"):
+        open_store("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_collect_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["collect", "http://x", "--store", f"sqlite:///{tmp_path}/s.db"]) == 2
+    assert "not a NATS URL" in capsys.readouterr().err
+    assert main(["collect", "nats://127.0.0.1:1", "--store", "oracle://x"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown store URL" in err and "Traceback" not in err
+
+
+async def test_history_and_sessions_across_the_fleet(
+    nats_server: NatsServer, tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = Journal(tmp_path / "j.db")
+    # h1: session 0 goes through Logoff; session 1 is left disconnected. h2: one open session.
+    journal.append_many(storm("h1", 8) + storm("h2", 2))
+    await _forward(nats_server.url, journal)
+    collector = Collector(nats_server.url, pg_url, exit_idle=0.3)
+    await collector.run()
+    collector.release()
+    capsys.readouterr()
+    assert main(["history", "--store", pg_url, "--host", "h2", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["host"], r["method"]) for r in rows] == [("h2", "Logon"), ("h2", "PostShell")]
+    assert main(["history", "--store", pg_url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 10 and all(" h1 " in line or " h2 " in line for line in out)
+    assert main(["sessions", "--store", pg_url]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:3] == ["HOST", "SESSION", "USER"]
+    assert main(["sessions", "--store", pg_url, "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted((r["host"], r["session_id"], r["state"]) for r in rows) == [
+        ("h1", "1", "disconnected"), ("h2", "0", "active")]
+    journal.close()
