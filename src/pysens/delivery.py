@@ -11,6 +11,7 @@ subscription's trouble never holds up another: each worker runs on its own.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -47,6 +48,78 @@ class DeliveryPolicy:
         return min(self.retry_max, self.retry_initial * math.pow(2, max(0, failures - 1)))
 
 
+class JournalTail:
+    """The recent end of the journal, read and parsed once for every worker, and cursor saves
+    gathered into one transaction. A worker further behind than the cache reads the journal
+    itself."""
+
+    def __init__(self, journal: Journal, store: SubscriptionStore, keep: int = 20_000) -> None:
+        self.journal = journal
+        self.store = store
+        self.keep = keep
+        self.dirty = True
+        self._events: list[SensEvent] = []
+        self._seqs: list[int] = []
+        self._history: set[int] = set()
+        self._last = -1
+        self._lock = asyncio.Lock()
+        self._cursors: dict[str, int] = {}
+        self._saving: asyncio.Task[None] | None = None
+
+    def _fetch(self, after: int, limit: int | None) -> tuple[list[SensEvent], set[int]]:
+        events = list(self.journal.query(after_seq=after, limit=limit))
+        if not events:
+            return [], set()
+        return events, self.store.history_seqs(after, events[-1].seq or after)
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            if not self.dirty:
+                return
+            self.dirty = False
+            if self._last < 0:  # start at the end: workers behind it read the journal
+                self._last = await asyncio.to_thread(self.journal.last_seq)
+                return
+            events, history = await asyncio.to_thread(self._fetch, self._last, self.keep)
+            if not events:
+                return
+            self._events.extend(events)
+            self._seqs.extend(e.seq or 0 for e in events)
+            self._history |= history
+            self._last = self._seqs[-1]
+            if len(events) >= self.keep:
+                self.dirty = True  # more than one read's worth came in
+            if len(self._events) > self.keep:
+                cut = len(self._events) - self.keep
+                del self._events[:cut], self._seqs[:cut]
+                low = self._seqs[0]
+                self._history = {s for s in self._history if s >= low}
+
+    async def read(self, cursor: int, limit: int) -> tuple[list[SensEvent], set[int]]:
+        """Up to ``limit`` events after ``cursor``, and which of them are history."""
+        await self._refresh()
+        if (self._seqs and self._seqs[0] <= cursor + 1) or (not self._seqs and cursor >= self._last
+                                                           >= 0):
+            i = bisect.bisect_right(self._seqs, cursor)
+            events = self._events[i : i + limit]
+            return events, self._history
+        return await asyncio.to_thread(self._fetch, cursor, limit)
+
+    async def save_cursor(self, name: str, seq: int) -> None:
+        """Record ``name``'s progress; returns once it is committed (with others' saves)."""
+        self._cursors[name] = seq
+        while name in self._cursors or (self._saving is not None and not self._saving.done()):
+            if self._saving is None or self._saving.done():
+                self._saving = asyncio.create_task(self._save())
+            await asyncio.shield(self._saving)
+            if name not in self._cursors:
+                return
+
+    async def _save(self) -> None:
+        batch, self._cursors = self._cursors, {}
+        await asyncio.to_thread(self.store.set_cursors, batch)
+
+
 class SubscriptionWorker:
     """Delivers the journal to one subscription until stopped or failing."""
 
@@ -57,8 +130,10 @@ class SubscriptionWorker:
         store: SubscriptionStore,
         policy: DeliveryPolicy,
         presence: PresenceSeed | None = None,
+        tail: JournalTail | None = None,
     ) -> None:
         self.sub = sub
+        self.tail = tail or JournalTail(journal, store)
         self.journal = journal
         self.store = store
         self.policy = policy
@@ -87,13 +162,13 @@ class SubscriptionWorker:
             present.discard(key)
         return wanted and self._predicate(event)
 
-    def _read(self, cursor: int) -> tuple[list[SensEvent], int, list[set[tuple[str, str]]]]:
+    def _pick(
+        self, events: list[SensEvent], history: set[int], cursor: int
+    ) -> tuple[list[SensEvent], int, list[set[tuple[str, str]]]]:
         """The events to deliver after ``cursor``, the seq read up to, and (per-user only)
         the owner's presence after each of them."""
-        events = list(self.journal.query(after_seq=cursor, limit=self.policy.batch))
         if not events:
             return [], cursor, []
-        history = self.store.history_seqs(cursor, events[-1].seq or cursor)
         todo: list[SensEvent] = []
         states: list[set[tuple[str, str]]] = []
         present = set(self._present)
@@ -132,7 +207,8 @@ class SubscriptionWorker:
         try:
             while True:
                 self._wake.clear()
-                todo, upto, states = await asyncio.to_thread(self._read, cursor)
+                events, history = await self.tail.read(cursor, self.policy.batch)
+                todo, upto, states = self._pick(events, history, cursor)
                 if upto == cursor:
                     await self._wake.wait()
                     continue
@@ -144,7 +220,7 @@ class SubscriptionWorker:
                     upto = (todo[e.done].seq or cursor + 1) - 1
                     if upto > cursor:
                         cursor = upto
-                        await asyncio.to_thread(self.journal.set_cursor, sub.cursor, cursor)
+                        await self.tail.save_cursor(sub.cursor, cursor)
                     self.delivered += e.done
                     if e.done and states:
                         self._present = states[e.done - 1]
@@ -154,7 +230,7 @@ class SubscriptionWorker:
                 cursor = upto
                 self._present = self._pending_presence
                 self.delivered += len(todo)
-                await asyncio.to_thread(self.journal.set_cursor, sub.cursor, cursor)
+                await self.tail.save_cursor(sub.cursor, cursor)
                 if self.failures:
                     self.failures = 0
                     await asyncio.to_thread(self.store.record_success, sub.id)
@@ -196,9 +272,11 @@ class DeliveryManager:
         self.workers: dict[str, tuple[SubscriptionWorker, asyncio.Task[None]]] = {}
         self._signature: object = None
         self._changed = asyncio.Event()
+        self.tail = JournalTail(journal, store)
 
     def wake(self) -> None:
         """New events were journaled."""
+        self.tail.dirty = True
         for worker, _ in self.workers.values():
             worker.wake()
 
@@ -223,7 +301,7 @@ class DeliveryManager:
                 continue
             try:
                 worker = SubscriptionWorker(sub, self.journal, self.store, self.policy,
-                                            self.presence)
+                                            self.presence, self.tail)
             except Exception as e:  # a stored criteria string this pysens cannot read
                 await asyncio.to_thread(
                     self.store.record_failure, sub.id, f"cannot start: {e}", failing=True)

@@ -269,6 +269,19 @@ class SubscriptionStore:
 
     # -- the delivery loop's bookkeeping ------------------------------------------------------
 
+    def set_cursors(self, cursors: Mapping[str, int]) -> None:
+        """Save several subscriptions' cursors in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO cursors(name, seq) VALUES (?, ?) ON CONFLICT(name) "
+                    "DO UPDATE SET seq = excluded.seq", list(cursors.items()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def history_seqs(self, after: int, upto: int) -> set[int]:
         """The seqs in ``(after, upto]`` marked as history (not delivered)."""
         return {int(r[0]) for r in self._exec(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,22 @@ from ..events import SensEvent
 from . import DEFAULT_TIMEOUT, SinkError
 
 __all__ = ["JsonlSink"]
+
+
+# Many subscriptions usually get the same events: encode each once (bounded, newest kept).
+_LINES: OrderedDict[str, bytes] = OrderedDict()
+_LINES_KEPT = 20_000
+
+
+def _line(event: SensEvent) -> bytes:
+    key = f"{event.id}:{event.seq}"
+    line = _LINES.get(key)
+    if line is None:
+        line = (json.dumps(event.to_json(), ensure_ascii=False) + "\n").encode()
+        _LINES[key] = line
+        if len(_LINES) > _LINES_KEPT:
+            _LINES.popitem(last=False)
+    return line
 
 
 class JsonlSink:
@@ -60,9 +77,7 @@ class JsonlSink:
 
     async def deliver(self, events: Sequence[SensEvent]) -> None:
         """Append the batch and fsync it."""
-        data = "".join(
-            json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in events
-        ).encode()
+        data = b"".join(map(_line, events))
         try:
             await asyncio.wait_for(asyncio.to_thread(self._write, data), self.timeout)
         except TimeoutError:
