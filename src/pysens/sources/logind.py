@@ -416,14 +416,28 @@ class LogindSource:
             if sid_ is not None and body and body[0] == SESSION:
                 return await self._properties_changed(time, sid_, body)
             if body and body[0] != SESSION:
-                return await self._recheck(self._known, time)  # a user or seat changed
+                return await self._recheck(self._related(msg.path), time)  # a user or seat
             return []
         if interface == SESSION:
             sid_ = self._by_path.get(msg.path)
             return await self._recheck([sid_] if sid_ else [], time)
         # UserNew/UserRemoved, SeatNew/SeatRemoved, PrepareForShutdown/Sleep: any may go with
         # a logout that logind does not announce.
+        if member in ("UserNew", "UserRemoved", "SeatNew", "SeatRemoved") and len(body) > 1:
+            return await self._recheck(self._related(str(body[1])), time)
         return await self._recheck(self._known, time)
+
+    def _related(self, path: str | None) -> list[str]:
+        """The sessions of the user or seat object at ``path`` (all when none says so)."""
+        related = []
+        for sid, known in self._known.items():
+            for prop in ("User", "Seat"):
+                ref = known.info.raw.get(prop)
+                if isinstance(ref, list) and len(ref) > 1 and ref[1] == path:
+                    related.append(sid)
+        if related:
+            return related
+        return list(self._known)
 
     async def _session_new(self, time: datetime, sid: str, path: str) -> list[Observation]:
         known = self._known.get(sid)
