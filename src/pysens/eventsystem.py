@@ -1,0 +1,581 @@
+"""The COM+-style event system: transient subscriptions and ``fire()`` (SPEC §4, §6).
+
+A subscription names an event class, optionally one method, optionally filter criteria. Its
+target is a callable taking the event (sync or async), or an object implementing the class's
+methods in snake_case (``session_reconnect(user_name, session_id)``).
+
+Delivery rules:
+
+* one subscriber's exception or overrun never stops the others; it is logged with the event id
+  and counted (``EVENT_S_SOME_SUBSCRIBERS_FAILED`` / ``EVENT_E_ALL_SUBSCRIBERS_FAILED``);
+* async subscribers are cancelled at their time limit. Python cannot stop a running function, so
+  a sync subscriber that overruns is reported as failed once it returns; code that may block for
+  long belongs in a persistent exec sink (a process that is killed at its limit);
+* ``per_user`` subscriptions get events only while their owner has a session (tracked from the
+  Logon / Logoff events fired here, or asked of ``session_provider``);
+* ``parallel`` async subscribers of one event run concurrently; the others run in order.
+
+Matching does not scan every subscription: per method there is a plan with the unfiltered
+subscribers and indexes by the equalities the criteria imply (user, session, host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from .criteria import Criteria, compile_criteria
+from .events import (
+    CLASS_METHODS,
+    METHOD_PARAMETERS,
+    EventClass,
+    Method,
+    SensEvent,
+    parse_method,
+    snake_case,
+)
+
+__all__ = [
+    "EventSystem",
+    "FireResult",
+    "SensLogon",
+    "SensLogon2",
+    "SensNetwork",
+    "SensOnNow",
+    "Subscription",
+]
+
+log = logging.getLogger("pysens.eventsystem")
+
+Handler = Callable[[SensEvent], Any]
+
+
+class FireResult(IntEnum):
+    """What ``fire()`` answers, with the COM+ HRESULT values."""
+
+    S_OK = 0
+    EVENT_S_SOME_SUBSCRIBERS_FAILED = 0x00040200
+    EVENT_E_ALL_SUBSCRIBERS_FAILED = 0x80040201
+    EVENT_S_NOSUBSCRIBERS = 0x00040202
+
+
+# -- the SENS interfaces as Python base classes ---------------------------------------------------
+
+
+class SensLogon2:
+    """Subclass and override the ISensLogon2 methods you want (``session_reconnect`` …)."""
+
+    def logon(self, user_name: str, session_id: str) -> Any:
+        """A user logged on to session ``session_id``."""
+
+    def logoff(self, user_name: str, session_id: str) -> Any:
+        """A user logged off."""
+
+    def session_disconnect(self, user_name: str, session_id: str) -> Any:
+        """A session was disconnected (fast user switching, remote desktop); it still runs."""
+
+    def session_reconnect(self, user_name: str, session_id: str) -> Any:
+        """A disconnected session was reconnected (never a logon)."""
+
+    def post_shell(self, user_name: str, session_id: str) -> Any:
+        """The user's shell is running."""
+
+
+class SensLogon:
+    """Subclass and override the ISensLogon methods you want (``display_lock`` …)."""
+
+    def logon(self, user_name: str) -> Any:
+        """A user logged on."""
+
+    def logoff(self, user_name: str) -> Any:
+        """A user logged off."""
+
+    def start_shell(self, user_name: str) -> Any:
+        """The user's shell is running."""
+
+    def display_lock(self, user_name: str) -> Any:
+        """The display was locked."""
+
+    def display_unlock(self, user_name: str) -> Any:
+        """The display was unlocked."""
+
+    def start_screen_saver(self, user_name: str) -> Any:
+        """The screen saver started."""
+
+    def stop_screen_saver(self, user_name: str) -> Any:
+        """The screen saver stopped."""
+
+
+class SensNetwork:
+    """ISensNetwork (no source fires it yet); parameters come from the event's ``raw``."""
+
+    def connection_made(self, connection: str, type_: int, qoc_info: Any) -> Any:
+        """A network connection was made."""
+
+    def connection_made_no_qoc_info(self, connection: str, type_: int) -> Any:
+        """A network connection was made (no quality-of-connection data)."""
+
+    def connection_lost(self, connection: str, type_: int) -> Any:
+        """A network connection was lost."""
+
+    def destination_reachable(
+        self, destination: str, connection: str, type_: int, qoc_info: Any
+    ) -> Any:
+        """A destination became reachable."""
+
+    def destination_reachable_no_qoc_info(
+        self, destination: str, connection: str, type_: int
+    ) -> Any:
+        """A destination became reachable (no quality-of-connection data)."""
+
+
+class SensOnNow:
+    """ISensOnNow (no source fires it yet); parameters come from the event's ``raw``."""
+
+    def on_ac_power(self) -> Any:
+        """The machine runs on AC power."""
+
+    def on_battery_power(self, battery_life_percent: int) -> Any:
+        """The machine runs on battery."""
+
+    def battery_low(self, battery_life_percent: int) -> Any:
+        """The battery is low."""
+
+
+_BASES: dict[EventClass, type] = {
+    EventClass.ISensLogon2: SensLogon2, EventClass.ISensLogon: SensLogon,
+    EventClass.ISensNetwork: SensNetwork, EventClass.ISensOnNow: SensOnNow,
+}
+
+
+def _arguments(cls: EventClass, method: Method, event: SensEvent) -> tuple[Any, ...]:
+    if cls is EventClass.ISensLogon2:
+        return (event.user_name, event.session_id)
+    if cls is EventClass.ISensLogon:
+        return (event.user_name,)
+    return tuple(event.raw.get(p) for p in METHOD_PARAMETERS[cls][method])
+
+
+# -- subscriptions ------------------------------------------------------------------------------
+
+_order = itertools.count()
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A transient subscription (it dies with the process). Toggle ``enabled`` at will."""
+
+    event_class: EventClass
+    method: Method | None
+    criteria: Criteria | None
+    handlers: dict[Method, Handler]
+    is_async: bool
+    per_user: bool = False
+    owner: str | None = None
+    parallel: bool = False
+    timeout: float = 180.0
+    name: str | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    target: Any = None
+    _enabled: bool = True
+    _system: EventSystem | None = field(default=None, repr=False)
+    _order: int = field(default_factory=lambda: next(_order), repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        """A disabled subscription receives nothing until enabled again."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = value
+        if self._system is not None:
+            self._system._invalidate()
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Who may get events of one method: plain callables, the rest, and the indexes."""
+
+    fast: tuple[Handler, ...]  # enabled, sync, unfiltered, not per-user: just call them
+    slow: tuple[Subscription, ...]  # enabled, unindexed, need a check or special handling
+    by_user: dict[str, list[Subscription]]
+    by_session: dict[str, list[Subscription]]
+    by_host: dict[str, list[Subscription]]
+
+
+_INDEXED = (("user_name", "by_user"), ("session_id", "by_session"), ("host", "by_host"))
+
+
+class EventSystem:
+    """Transient subscriptions and ``fire()`` / ``afire()``.
+
+    ``session_provider(user_name) -> bool`` answers whether a user has a session now (for
+    ``per_user`` subscriptions); by default the system counts the Logon / Logoff it fires.
+    """
+
+    def __init__(self, session_provider: Callable[[str], bool] | None = None) -> None:
+        self._subs: dict[str, Subscription] = {}
+        self._plans: dict[Method, _Plan] = {}
+        self._session_provider = session_provider
+        self._open: dict[str, set[tuple[str, str | None]]] = {}
+
+    # -- subscribing -----------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        target: Any,
+        event_class: str | EventClass = EventClass.ISensLogon2,
+        method: str | Method | None = None,
+        criteria: str | Criteria | None = None,
+        *,
+        enabled: bool = True,
+        per_user: bool = False,
+        owner: str | None = None,
+        parallel: bool = False,
+        timeout: float = 180.0,
+        name: str | None = None,
+    ) -> Subscription:
+        """Subscribe ``target`` (a callable taking the event, or an object with the class's
+        snake_case methods). Raises ValueError for a bad class or method, CriteriaError for bad
+        criteria, TypeError for a target whose methods have the wrong signature."""
+        try:
+            cls = EventClass(str(event_class))
+        except ValueError:
+            raise ValueError(f"unknown event class {event_class!r}; valid classes are: "
+                             f"{', '.join(c.value for c in EventClass)}") from None
+        m = None
+        if method:
+            m = parse_method(method)
+            if not _class_has(cls, m):
+                raise ValueError(f"{cls}.{method} does not exist; {cls} has "
+                                 f"{', '.join(x.value for x in CLASS_METHODS[cls])}")
+        if per_user and not owner:
+            raise ValueError("a per_user subscription needs an owner")
+        crit = compile_criteria(criteria) if isinstance(criteria, str) else criteria
+        handlers, is_async = _handlers(target, cls, m)
+        sub = Subscription(
+            event_class=cls, method=m, criteria=crit, handlers=handlers, is_async=is_async,
+            per_user=per_user, owner=owner.casefold() if owner else None, parallel=parallel,
+            timeout=timeout, name=name, target=target, _enabled=enabled, _system=self,
+        )
+        self._subs[sub.id] = sub
+        self._invalidate()
+        return sub
+
+    def unsubscribe(self, subscription: Subscription | str) -> bool:
+        """Remove a subscription (or its id); False when it was not there."""
+        sid = subscription if isinstance(subscription, str) else subscription.id
+        sub = self._subs.pop(sid, None)
+        if sub is None:
+            return False
+        sub._system = None
+        self._invalidate()
+        return True
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The current subscriptions, oldest first."""
+        return sorted(self._subs.values(), key=lambda s: s._order)
+
+    def _invalidate(self) -> None:
+        self._plans.clear()
+
+    def _plan(self, method: Method) -> _Plan:
+        plan = _Plan((), (), {}, {}, {})
+        fast: list[Handler] = []
+        slow: list[Subscription] = []
+        classes = _delivery_classes(method)
+        for sub in self.subscriptions:
+            if not sub.enabled or sub.event_class not in classes:
+                continue
+            if sub.method is not None and sub.method is not method:
+                continue
+            if method not in sub.handlers:
+                continue
+            eqs = sub.criteria.equalities if sub.criteria else {}
+            for column, attr in _INDEXED:
+                if column in eqs:
+                    getattr(plan, attr).setdefault(eqs[column], []).append(sub)
+                    break
+            else:
+                if sub.criteria is None and not sub.per_user and not sub.is_async:
+                    fast.append(sub.handlers[method])
+                else:
+                    slow.append(sub)
+        plan.fast = tuple(fast)
+        plan.slow = tuple(slow)
+        self._plans[method] = plan
+        return plan
+
+    # -- firing ------------------------------------------------------------------------------------
+
+    def _candidates(self, event: SensEvent, plan: _Plan) -> list[Subscription]:
+        found: list[Subscription] = list(plan.slow)
+        several = False
+        if plan.by_user and event.user_name is not None:
+            hit = plan.by_user.get(event.user_name.casefold())
+            if hit:
+                several = bool(found)
+                found.extend(hit)
+        if plan.by_session and event.session_id is not None:
+            hit = plan.by_session.get(event.session_id)
+            if hit:
+                several = several or bool(found)
+                found.extend(hit)
+        if plan.by_host:
+            hit = plan.by_host.get(event.host)
+            if hit:
+                several = several or bool(found)
+                found.extend(hit)
+        if several:
+            found.sort(key=lambda s: s._order)
+        return found
+
+    def _admits(self, sub: Subscription, event: SensEvent) -> bool:
+        if sub.criteria is not None and not sub.criteria.matches(event):
+            return False
+        if sub.per_user:
+            owner = sub.owner or ""
+            if self._session_provider is not None:
+                return self._session_provider(owner)
+            return owner in self._open
+        return True
+
+    def _track_before(self, event: SensEvent) -> None:
+        if event.method is Method.Logon and event.user_name:
+            self._open.setdefault(event.user_name.casefold(), set()).add(
+                (event.host, event.session_id))
+
+    def _track_after(self, event: SensEvent) -> None:
+        if event.method is Method.Logoff and event.user_name:
+            user = event.user_name.casefold()
+            sessions = self._open.get(user)
+            if sessions is not None:
+                sessions.discard((event.host, event.session_id))
+                if not sessions:
+                    del self._open[user]
+
+    def fire(self, event: SensEvent) -> FireResult:
+        """Deliver ``event`` to every matching subscriber; the COM+ result.
+
+        Async subscribers are run to completion (in a private event loop when none runs in
+        this thread; from inside a running loop, use :meth:`afire`)."""
+        method = event.method
+        plan = self._plans.get(method)  # type: ignore[call-overload]
+        if plan is None:
+            plan = self._plan(method)  # type: ignore[arg-type]
+        tracking = method is Method.Logon or method is Method.Logoff
+        if tracking:
+            self._track_before(event)
+        delivered = failed = 0
+        for handler in plan.fast:
+            delivered += 1
+            try:
+                handler(event)
+            except Exception:
+                failed += 1
+                log.exception("subscriber %r failed on event %s", handler, event.id)
+        if plan.slow or plan.by_user or plan.by_session or plan.by_host:
+            pending: list[Subscription] = []
+            for sub in self._candidates(event, plan):
+                if not self._admits(sub, event):
+                    continue
+                delivered += 1
+                if sub.is_async:
+                    pending.append(sub)
+                elif not self._call_sync(sub, event):
+                    failed += 1
+            if pending:
+                failed += self._run_async(pending, event)
+        if tracking:
+            self._track_after(event)
+        return _result(delivered, failed)
+
+    async def afire(self, event: SensEvent) -> FireResult:
+        """:meth:`fire` from asyncio: async subscribers are awaited (parallel ones together)."""
+        method: Method = event.method  # type: ignore[assignment]
+        plan = self._plans.get(method) or self._plan(method)
+        self._track_before(event)
+        delivered = failed = 0
+        for handler in plan.fast:
+            delivered += 1
+            try:
+                handler(event)
+            except Exception:
+                failed += 1
+                log.exception("subscriber %r failed on event %s", handler, event.id)
+        together: list[Awaitable[bool]] = []
+        for sub in self._candidates(event, plan):
+            if not self._admits(sub, event):
+                continue
+            delivered += 1
+            if not sub.is_async:
+                failed += not self._call_sync(sub, event)
+            elif sub.parallel:
+                together.append(self._call_async(sub, event))
+            else:
+                failed += not await self._call_async(sub, event)
+        if together:
+            failed += sum(not ok for ok in await asyncio.gather(*together))
+        self._track_after(event)
+        return _result(delivered, failed)
+
+    def _call_sync(self, sub: Subscription, event: SensEvent) -> bool:
+        start = time.monotonic()
+        try:
+            sub.handlers[event.method](event)  # type: ignore[index]
+        except Exception:
+            log.exception("subscriber %s failed on event %s", _label(sub), event.id)
+            return False
+        took = time.monotonic() - start
+        if took > sub.timeout:
+            log.error("subscriber %s took %.1f s on event %s, over its %.1f s limit",
+                      _label(sub), took, event.id, sub.timeout)
+            return False
+        return True
+
+    async def _call_async(self, sub: Subscription, event: SensEvent) -> bool:
+        try:
+            await asyncio.wait_for(sub.handlers[event.method](event),  # type: ignore[index]
+                                   sub.timeout)
+        except TimeoutError:
+            log.error("subscriber %s exceeded its %.1f s limit on event %s; cancelled",
+                      _label(sub), sub.timeout, event.id)
+            return False
+        except Exception:
+            log.exception("subscriber %s failed on event %s", _label(sub), event.id)
+            return False
+        return True
+
+    def _run_async(self, subs: list[Subscription], event: SensEvent) -> int:
+        async def go() -> int:
+            failed = 0
+            together = []
+            for sub in subs:
+                if sub.parallel:
+                    together.append(self._call_async(sub, event))
+                else:
+                    failed += not await self._call_async(sub, event)
+            results = await asyncio.gather(*together)
+            return failed + sum(not ok for ok in results)
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(go())
+        raise RuntimeError("fire() was called from a running event loop with async "
+                           "subscribers: use 'await afire(event)'")
+
+
+def _label(sub: Subscription) -> str:
+    return sub.name or repr(sub.target)
+
+
+def _result(delivered: int, failed: int) -> FireResult:
+    if delivered == 0:
+        return FireResult.EVENT_S_NOSUBSCRIBERS
+    if failed == 0:
+        return FireResult.S_OK
+    if failed == delivered:
+        return FireResult.EVENT_E_ALL_SUBSCRIBERS_FAILED
+    return FireResult.EVENT_S_SOME_SUBSCRIBERS_FAILED
+
+
+def _class_has(cls: EventClass, method: Method) -> bool:
+    names = CLASS_METHODS[cls]
+    return method in names or (method is Method.PostShell and Method.StartShell in names)
+
+
+def _delivery_classes(method: Method) -> frozenset[EventClass]:
+    return frozenset(c for c in EventClass if _class_has(c, method))
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None))  # noqa: B004
+
+
+def _handlers(
+    target: Any, cls: EventClass, only: Method | None
+) -> tuple[dict[Method, Handler], bool]:
+    """Per method, a function taking the event; and whether they are coroutines."""
+    wanted = [only] if only else [parse_method(m) for m in CLASS_METHODS[cls]]
+    if not isinstance(target, type) and _implements(target, cls):
+        out: dict[Method, Handler] = {}
+        flags = []
+        for m in CLASS_METHODS[cls]:
+            canonical = parse_method(m)
+            if canonical not in wanted:
+                continue
+            fn = _own_method(target, cls, snake_case(m))
+            if fn is None:
+                continue
+            _check_signature(target, fn, cls, m)
+            out[canonical] = _adapter(fn, cls, m)
+            flags.append(_is_async(fn))
+        if not out:
+            raise TypeError(f"{type(target).__name__} implements none of the {cls} methods"
+                            + (f" ({only})" if only else ""))
+        if len(set(flags)) > 1:
+            raise TypeError(f"{type(target).__name__} mixes async and plain methods: "
+                            "make them all one or the other")
+        return out, flags[0]
+    if not callable(target):
+        raise TypeError(f"cannot subscribe {target!r}: give a callable taking the event, or an "
+                        f"object with {cls} methods in snake_case")
+    _check_callable(target)
+    return dict.fromkeys(wanted, target), _is_async(target)
+
+
+def _implements(target: Any, cls: EventClass) -> bool:
+    if isinstance(target, _BASES[cls]):
+        return True
+    return any(callable(getattr(target, snake_case(m), None)) for m in CLASS_METHODS[cls])
+
+
+def _own_method(target: Any, cls: EventClass, name: str) -> Callable[..., Any] | None:
+    fn = getattr(target, name, None)
+    if not callable(fn):
+        return None
+    base = _BASES[cls]
+    if isinstance(target, base) and getattr(type(target), name, None) is getattr(base, name):
+        return None  # the base class's no-op: not implemented by this subscriber
+    return fn  # type: ignore[no-any-return]
+
+
+def _check_signature(target: Any, fn: Callable[..., Any], cls: EventClass, m: Method) -> None:
+    params = METHOD_PARAMETERS[cls][m]
+    try:
+        inspect.signature(fn).bind(*params)
+    except TypeError:
+        wanted = ", ".join(params) or "no arguments"
+        raise TypeError(f"{type(target).__name__}.{snake_case(m)} must take ({wanted}) for "
+                        f"{cls}.{m}") from None
+    except ValueError:
+        return  # a builtin without a signature: trust it
+
+
+def _check_callable(fn: Callable[..., Any]) -> None:
+    try:
+        inspect.signature(fn).bind(None)
+    except TypeError:
+        raise TypeError(f"{fn!r} must take one argument, the event") from None
+    except ValueError:
+        return
+
+
+def _adapter(fn: Callable[..., Any], cls: EventClass, m: Method) -> Handler:
+    if cls is EventClass.ISensLogon2:
+        return lambda e: fn(e.user_name, e.session_id)
+    if cls is EventClass.ISensLogon:
+        return lambda e: fn(e.user_name)
+    return lambda e: fn(*_arguments(cls, m, e))
