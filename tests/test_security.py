@@ -90,14 +90,17 @@ def test_a_client_of_another_user_is_refused(tmp_path: Path) -> None:
         with daemon(tmp_path, env={"SENS_SOCKET": str(path)}):
             path.chmod(0o666)
             client = ("import socket, sys; s = socket.socket(socket.AF_UNIX); "
-                      "s.connect(sys.argv[1]); s.sendall(b'{\"op\": \"publish\", \"events\": "
-                      "[{\"method\": \"Logon\", \"user_name\": \"mallory\"}]}\\n'); "
-                      "print(s.makefile().readline())")
+                      "s.connect(sys.argv[1]); f = s.makefile('rb')\n"
+                      "try: s.sendall(b'{\"op\": \"publish\", \"events\": "
+                      "[{\"method\": \"Logon\", \"user_name\": \"mallory\"}]}\\n')\n"
+                      "except OSError: pass\n"
+                      "print(f.readline().decode())")
             result = subprocess.run(
                 ["/usr/bin/python3", "-c", client, str(path)], capture_output=True, text=True,
                 timeout=30, preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)),
                 cwd="/",
             )
+            assert result.returncode == 0, result.stderr
             reply = json.loads(result.stdout)
             assert reply["ok"] is False and "uid 65534 may not use this daemon" in reply["error"]
             # root (this process) is served on the same socket, and nothing was journaled
@@ -106,3 +109,25 @@ def test_a_client_of_another_user_is_refused(tmp_path: Path) -> None:
             assert j.count() == 0
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_filters_from_the_socket_are_parsed_never_evaluated(tmp_path: Path) -> None:
+    import socket
+
+    marker = tmp_path / "pwned"
+    hostile = [f"__import__('os').system('touch {marker}')",
+               f"bstrUserName = '' or __import__('os').system('touch {marker}') or ''",
+               f"method = 'Logon'); import os; os.system('touch {marker}'); ('"]
+    with daemon(tmp_path):
+        for text in hostile:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(os.environ["SENS_SOCKET"])
+                s.sendall((json.dumps({"op": "watch", "filter": text}) + "\n").encode())
+                with s.makefile("rb") as f:
+                    reply = json.loads(f.readline())
+            assert reply["ok"] is False and reply["status"] == 2
+            assert reply["error"].startswith("bad filter:") and "position" in reply["error"]
+        result = subprocess.run([sys.executable, "-m", "pysens.cli", "watch", "--filter",
+                                 hostile[0]], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2 and "bad filter" in result.stderr
+    assert not marker.exists()

@@ -192,3 +192,30 @@ async def test_per_user_delivers_only_while_the_owner_has_a_session(tmp_path: Pa
         await _deliver_until(manager, lambda: j.cursor(sub.cursor) == 5)
         assert [r["id"] for r in read_jsonl(out)[0]] == [e.id for e in seq[1:4]]
         store.close()
+
+
+def test_bad_criteria_is_exit_2_with_the_position(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["subscriptions", "add", "c", "--class", "ISensLogon2", "--criteria",
+                 "bstrUserName = 'alice' AND (", "--jsonl", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "bad criteria" in err and "position 28" in err and "Traceback" not in err
+    assert main(["subscriptions", "add", "c", "--class", "ISensLogon2", "--criteria",
+                 "nosuchcolumn = 1", "--jsonl", "x"]) == 2
+    assert main(["subscriptions", "list"]) == 0
+    assert "0 subscription(s)." in capsys.readouterr().out
+
+
+async def test_criteria_choose_what_a_subscription_receives(tmp_path: Path) -> None:
+    out = tmp_path / "alice.jsonl"
+    with Journal() as j:
+        store = SubscriptionStore(j)
+        sub = store.add("alice", event_class="ISensLogon2", sink="jsonl",
+                        criteria="bstrUserName = 'ALICE' AND NOT method = 'Logoff'",
+                        settings={"path": str(out)})
+        evs = events(10) + events(10, user="bob", start=10)
+        j.append_many(evs)
+        manager = DeliveryManager(j, store, FAST)
+        await _deliver_until(manager, lambda: j.cursor(sub.cursor) == 20)
+        assert [r["id"] for r in read_jsonl(out)[0]] == [
+            e.id for e in evs if e.user_name == "alice" and e.method != "Logoff"]
+        store.close()

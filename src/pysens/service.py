@@ -193,7 +193,8 @@ class Service:
             with contextlib.suppress(ImportError):
                 from .eventsystem import EventSystem
 
-                self.events = EventSystem()
+                self.events = EventSystem(
+                    session_provider=lambda user: bool(self._presence(user.lower())))
             policy = DeliveryPolicy(max_failures=cfg.max_failures,
                                     retry_initial=cfg.retry_initial, retry_max=cfg.retry_max,
                                     timeout=cfg.timeout)

@@ -197,6 +197,11 @@ class SocketServer:
                 writer.write(_dump({"ok": False, "status": 1, "error":
                                     f"permission denied: uid {uid} may not use this daemon"}))
                 await writer.drain()
+                # Half-close and swallow what the client sent meanwhile (unread), so closing
+                # does not reset the connection before it has read the refusal.
+                writer.write_eof()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reader.read(1 << 20), 1)
                 return
             while line := await reader.readline():
                 if not line.strip():
@@ -266,7 +271,7 @@ class SocketServer:
 
             try:
                 if not isinstance(text, str):
-                    raise CriteriaError("the filter must be a string")
+                    raise CriteriaError("the filter must be a string", 0)
                 predicate = compile_criteria(text).matches
             except CriteriaError as e:
                 writer.write(_dump({"ok": False, "status": 2, "error": f"bad filter: {e}"}))
@@ -363,9 +368,14 @@ class DaemonClient:
         try:
             self.sock.sendall(_dump(req))
         except OSError as e:
-            raise DaemonError(f"cannot talk to the daemon on {self.path}: {e.strerror}") \
-                from None
-        reply = self._read()
+            # A refusal arrives before the request is read: say that rather than EPIPE.
+            try:
+                reply = self._read()
+            except DaemonError:
+                raise DaemonError(f"cannot talk to the daemon on {self.path}: "
+                                  f"{e.strerror}") from None
+        else:
+            reply = self._read()
         if not reply.get("ok"):
             raise DaemonError(str(reply.get("error", "the daemon refused")),
                               int(reply.get("status", 1)))
