@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
 __all__ = [
+    "HEAD_SIZE",
     "LAYOUTS",
     "RECORD_SIZE",
     "Layout",
@@ -65,6 +66,9 @@ assert LAYOUTS[2].codec.size == 400
 # Times a real record can carry: 0 (unset) or from 1980 up to a generous future.
 _MIN_TIME, _MAX_TIME = 315_532_800, 1 << 34
 _RESERVED_ZERO = bytes(20)
+#: How much of a file :func:`detect_layout` wants: 75 384-byte or 72 400-byte records (a
+#: multiple of both sizes, so the head's own length favours neither).
+HEAD_SIZE = 28_800
 
 
 class UtType(IntEnum):
@@ -150,11 +154,12 @@ def _plausible(fields: tuple[object, ...]) -> bool:
     return _MIN_TIME <= sec < _MAX_TIME
 
 
-def detect_layout(data: bytes) -> Layout | None:
-    """The layout of a utmp/wtmp file's bytes, judged by how many of its first records make
-    sense in each (type, pid, time), whole-record file sizes breaking ties. ``None`` when no
+def detect_layout(data: bytes, file_size: int | None = None) -> Layout | None:
+    """The layout of a utmp/wtmp file from its first bytes ``data``, judged by how many of its
+    first records make sense in each (type, pid, time, zeroed reserved bytes), a file size
+    (``file_size``, default ``len(data)``) of whole records breaking ties. ``None`` when no
     record makes sense in any layout (not a utmp file); the 384-byte little-endian layout for
-    data too short to hold one record."""
+    data too short to hold one record. Give at least :data:`HEAD_SIZE` bytes when there are."""
     best: tuple[float, int] | None = None
     for index, layout in enumerate(LAYOUTS):
         count = min(len(data) // layout.size, 64)
@@ -168,7 +173,8 @@ def detect_layout(data: bytes) -> Layout | None:
         if good == 0:
             continue
         # A misaligned reading puts text into the reserved bytes: weigh that most.
-        score = (good + 2 * zeroed) / (3 * count) + (0.25 if len(data) % layout.size == 0 else 0)
+        size = len(data) if file_size is None else file_size
+        score = (good + 2 * zeroed) / (3 * count) + (0.25 if size % layout.size == 0 else 0)
         if best is None or score > best[0]:
             best = (score, index)
     if best is None:
@@ -193,6 +199,8 @@ def decode_record(
         raise ValueError(f"ut_type {typ} is not a utmp record type")
     if not 0 <= usec < 1_000_000:
         raise ValueError(f"tv_usec {usec} is out of range")
+    if not -_MAX_TIME < sec < _MAX_TIME:
+        raise ValueError(f"tv_sec {sec} is out of range")
     return UtmpRecord(
         type=typ, pid=pid, line=_text(line), id=_text(ident), user=_text(user),
         host=_text(host), exit_termination=term, exit_status=status, session=session,

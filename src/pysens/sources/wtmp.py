@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
+import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import IO
 from ..events import Method
 from ..importer import ReadError
 from ..observations import HostReset, Observation, SessionInfo, SessionRecord, SessionVanished
-from .utmprecord import Layout, UtmpRecord, UtType, decode_record, detect_layout
+from .utmprecord import HEAD_SIZE, Layout, UtmpRecord, UtType, decode_record, detect_layout
 
 __all__ = [
     "SHUTDOWN",
@@ -48,7 +49,6 @@ __all__ = [
 SHUTDOWN = 254
 # Records per read: bounded memory for a wtmp of any size.
 _CHUNK_RECORDS = 8192
-_HEAD_RECORDS = 64
 
 
 def last_type(rec: UtmpRecord) -> int:
@@ -149,10 +149,12 @@ def read_records(path: str, on_error: Callable[[str], None]) -> Iterator[UtmpRec
     """
     with _open(path) as f:
         try:
-            head = f.read(400 * _HEAD_RECORDS)
+            head = f.read(HEAD_SIZE)
+            # A compressed file's size is unknown until read: judge by the records alone.
+            size = None if isinstance(f, gzip.GzipFile) else os.fstat(f.fileno()).st_size
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             raise ReadError(f"cannot read {path}: {e}") from None
-        layout = detect_layout(head)
+        layout = detect_layout(head, size if size is not None else len(head))
         if layout is None:
             raise ReadError(
                 f"{path} is not a utmp/wtmp file: no record in its first "
