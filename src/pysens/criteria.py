@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .events import EventError, SensEvent, format_time, parse_method
+from .events import SensEvent, format_time
 
 __all__ = ["COLUMNS", "Criteria", "CriteriaError", "compile_criteria"]
 
@@ -244,11 +244,8 @@ class _Parser:
 def _index_value(column: str, value: Any) -> Any:
     if column in _FOLDED and isinstance(value, str):
         return value.casefold()
-    if column == "method" and isinstance(value, str):
-        try:
-            return str(parse_method(value))
-        except EventError:
-            return value
+    if column == "method" and value == "StartShell":
+        return "PostShell"  # one occurrence, two names (SPEC §1); values otherwise exact
     if column != "seq" and isinstance(value, int):
         return str(value)
     return value

@@ -369,10 +369,10 @@ class EventSystem:
 
         Async subscribers are run to completion (in a private event loop when none runs in
         this thread; from inside a running loop, use :meth:`afire`)."""
-        method = event.method
-        plan = self._plans.get(method)  # type: ignore[call-overload]
+        method: Method = event.method  # type: ignore[assignment]  # canonical after __init__
+        plan = self._plans.get(method)
         if plan is None:
-            plan = self._plan(method)  # type: ignore[arg-type]
+            plan = self._plan(method)
         tracking = method is Method.Logon or method is Method.Logoff
         if tracking:
             self._track_before(event)

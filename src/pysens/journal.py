@@ -179,6 +179,7 @@ class Journal:
                     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
                     rows,
                 )
+                seqs: Sequence[int]
                 if db.total_changes - before == len(rows):
                     # All new: under the write lock they took the next seqs in order.
                     seqs = range(last + 1, last + 1 + len(rows))
