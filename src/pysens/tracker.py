@@ -166,10 +166,13 @@ class Tracker:
                 self._close(key)
                 return []
             info = obs.info
+            # A seatless session found detached (a GNU screen, a WTS disconnected session)
+            # says so with state "disconnected": its next event is then a Reconnect.
+            connected = (info.active is not False or not info.seat) and (
+                info.state != "disconnected")
             self._open[key] = OpenSession(
                 host=key[0], source=obs.source, info=info, since=info.since or obs.time,
-                logged_on=False, shell=True, connected=info.active is not False or not info.seat,
-                locked=bool(info.locked),
+                logged_on=False, shell=True, connected=connected, locked=bool(info.locked),
             )
             return []
         since = obs.info.since if obs.existing else None

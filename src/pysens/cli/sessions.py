@@ -12,7 +12,7 @@ from ..observations import SessionInfo
 from ..sources import SourceUnavailable
 from ..tracker import OpenSession, Tracker
 from .common import CliError, escape
-from .watch import open_chosen_source
+from .watch import add_utmp_option, open_chosen_source, utmp_options
 
 __all__ = ["format_table", "register", "run"]
 
@@ -30,6 +30,7 @@ def register(sub: Any) -> None:
     from .collect import add_store_arguments
 
     add_store_arguments(p)
+    add_utmp_option(p)
     p.set_defaults(run=run)
 
 
@@ -54,7 +55,7 @@ def format_table(sessions: list[OpenSession], *, with_host: bool = False) -> lis
 
 
 async def _sessions(args: argparse.Namespace) -> int:
-    source = await open_chosen_source(args.source)
+    source = await open_chosen_source(args.source, **utmp_options(args))
     try:
         tracker = await snapshot_sessions(source, Tracker())
     except SourceUnavailable as e:
@@ -66,6 +67,9 @@ async def _sessions(args: argparse.Namespace) -> int:
             print(json.dumps(s.to_json(), ensure_ascii=False))
     else:
         print("\n".join(format_table(tracker.sessions)))
+    skipped = len(getattr(source, "warnings", ()))  # bad records the source reported
+    if skipped:
+        raise CliError(f"{skipped} record(s) skipped as malformed")
     return 0
 
 
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         from .collect import store_sessions
 
         return store_sessions(args)
-    if args.source == "auto":
+    if args.source == "auto" and args.utmp is None:
         status = _sessions_daemon(args)
         if status is not None:
             return status

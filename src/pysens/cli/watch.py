@@ -13,7 +13,7 @@ from ..sources.replay import LineError
 from ..tracker import Tracker
 from .common import CliError, compile_filter, print_event
 
-__all__ = ["open_chosen_source", "register", "run"]
+__all__ = ["add_utmp_option", "open_chosen_source", "register", "run", "utmp_options"]
 
 
 def register(sub: Any) -> None:
@@ -31,7 +31,24 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one SPEC §2 JSON object per line")
     p.add_argument("--include-existing", action="store_true",
                    help="fire Logon for sessions already open when watching starts")
+    add_utmp_option(p)
     p.set_defaults(run=run)
+
+
+def add_utmp_option(p: Any) -> None:
+    """``--utmp PATH``: the utmp source reading PATH (implies ``--source utmp``)."""
+    p.add_argument("--utmp", metavar="PATH",
+                   help="read this utmp file instead of /run/utmp (implies --source utmp)")
+
+
+def utmp_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The source options ``--utmp`` asks for (and ``args.source`` set to ``utmp``)."""
+    if getattr(args, "utmp", None) is None:
+        return {}
+    if args.source not in ("auto", "utmp"):
+        raise CliError("--utmp goes with --source utmp", 2)
+    args.source = "utmp"
+    return {"path": args.utmp}
 
 
 async def open_chosen_source(name: str, **options: Any) -> Source:
@@ -53,7 +70,7 @@ async def _watch(args: argparse.Namespace) -> int:
         errors.append(e)
         print(f"sens: {e}; line skipped", file=sys.stderr)
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = utmp_options(args)
     if (args.source not in SOURCES and args.source != "auto") or args.source == "replay":
         options["on_error"] = bad_line
     source = await open_chosen_source(args.source, **options)
@@ -94,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from ..events import EventError
 
     try:
-        if args.source == "auto" and not args.include_existing:
+        if args.source == "auto" and not args.include_existing and args.utmp is None:
             status = _watch_daemon(args)
             if status is not None:
                 return status

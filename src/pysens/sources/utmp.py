@@ -1,0 +1,628 @@
+"""The live utmp source: ``/run/utmp`` read whole on every change, diffed slot by slot.
+
+utmp is small and rewritten in place (glibc ``pututline`` reuses the slot whose ``ut_id`` /
+``ut_line`` match), so each change means: read the whole file again and compare each slot
+``(ut_id, ut_line)`` with what it held before. Changes are noticed with inotify on the file's
+*directory* (the file may be replaced by rename, truncated, or not exist yet); a slow stat
+poll stands in only when inotify cannot be had.
+
+Plain logins (``login``, ``sshd``, terminal emulators through utempter): ``USER_PROCESS``
+appearing on a slot is a session (``session_id`` = the line, ``pts/0``); the slot turning
+``DEAD_PROCESS``, another login taking it, or the slot vanishing ends it.
+
+GNU screen (SPEC §3) logs its windows into utmp only while a display is attached: attach writes
+``USER_PROCESS`` for every window (``ut_line`` = the window's pty, ``ut_host`` =
+``<orighost>:<attaching tty>:S.<window>``), detach turns them all ``DEAD_PROCESS``, re-attach
+writes them again; screen rewrites neither ``ut_tv`` nor ``ut_pid`` on detach/attach. The SENS
+session of a screen is the screen itself, not a window: ``session_id`` is ``screen:<pid of the
+SCREEN server>`` (what ``screen -ls`` prints before the dot; the parent of each window's
+``ut_pid``), ``session_name`` is ``<pid>.<name>``. Its first attach is the Logon; every window
+gone while the server lives is a SessionDisconnect; a window back is a SessionReconnect; the
+server's exit (seen through a pidfd, so also while detached) is the Logoff. When the server
+cannot be found (no ``/proc`` view of the pid) each window is its own session,
+``screen:<window line>``, and only a reused or vanished slot ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pwd
+import re
+import select
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from ..events import Method
+from ..observations import (
+    HostReset,
+    Observation,
+    SessionAppeared,
+    SessionInfo,
+    SessionRecord,
+    SessionVanished,
+)
+from . import SourceUnavailable
+from .utmprecord import LAYOUTS, UtmpRecord, UtType, iter_records
+
+__all__ = [
+    "DEFAULT_PATH",
+    "DESCRIPTION",
+    "ProcView",
+    "UtmpSource",
+    "UtmpState",
+    "open_utmp",
+    "probe",
+    "session_info",
+]
+
+DESCRIPTION = "the utmp file /run/utmp"
+DEFAULT_PATH = "/run/utmp"
+log = logging.getLogger(__name__)
+
+SlotKey = tuple[str, str]
+_SCREEN_HOST = re.compile(r"^(?P<orig>.*):(?P<tty>[^:]*):S\.(?P<window>\d+)$")
+_LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1", "0.0.0.0"})  # noqa: S104
+_SHUTDOWN_LEVELS = frozenset({ord("0"), ord("6")})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _is_remote(host: str) -> bool:
+    # ":0" is an X display, "tmux(123).%0" a tmux pane: both local.
+    return not (host in _LOCAL_HOSTS or host.startswith((":", "tmux(")))
+
+
+def session_info(
+    rec: UtmpRecord, *, host: str | None = None, session_id: str | None = None,
+    session_name: str | None = None, raw: dict[str, Any] | None = None,
+) -> SessionInfo:
+    """The :class:`SessionInfo` of a login record. ``host`` overrides ``ut_host`` (screen's
+    original host); the client address is ``ut_addr`` when set, else the remote host."""
+    origin = rec.host if host is None else host
+    remote = _is_remote(origin)
+    address: str | None = rec.address if rec.address != "0.0.0.0" else None  # noqa: S104
+    if address is None and remote:
+        address = origin
+    line = rec.line
+    session_type: str | None = "x11"
+    tty: str | None = None
+    if not line.startswith(":"):
+        session_type = "tty" if line.startswith(("tty", "pts/", "console")) else None
+        tty = line or None
+    return SessionInfo(
+        session_id=session_id or line or None, user_name=rec.user or None,
+        session_name=session_name, session_type=session_type, tty=tty, remote=remote,
+        client_name=origin if remote and origin != address else None,
+        client_address=address, since=rec.time if rec.time.timestamp() > 0 else None,
+        raw=raw if raw is not None else rec.to_raw(),
+    )
+
+
+def _same_login(a: UtmpRecord, b: UtmpRecord) -> bool:
+    # screen keeps pid and time across detach/attach; only the attaching tty in ut_host moves.
+    return (a.pid, a.user, a.time, a.host) == (b.pid, b.user, b.time, b.host)
+
+
+class ProcView:
+    """What ``/proc`` says about a window's process: its screen server and its user."""
+
+    def __init__(self, root: str = "/proc") -> None:
+        self.root = root
+
+    def screen_of(self, pid: int) -> tuple[int, str] | None:
+        """``(server pid, session name)`` when ``pid``'s parent is a SCREEN server."""
+        try:
+            with open(f"{self.root}/{pid}/stat", "rb") as f:
+                stat = f.read()
+            ppid = int(stat.rsplit(b")", 1)[1].split()[1])
+            with open(f"{self.root}/{ppid}/cmdline", "rb") as f:
+                argv = [os.fsdecode(a) for a in f.read().split(b"\0")]
+        except (OSError, ValueError, IndexError):
+            return None
+        if ppid <= 1 or not argv or not os.path.basename(argv[0]).lower().endswith("screen"):
+            return None
+        return ppid, f"{ppid}.{_screen_name(argv) or 'screen'}"
+
+    def user_of(self, pid: int) -> str | None:
+        """The name of ``pid``'s real user, if it lives."""
+        try:
+            with open(f"{self.root}/{pid}/status", encoding="utf-8", errors="replace") as f:
+                uid = next(int(x.split()[1]) for x in f if x.startswith("Uid:"))
+            return pwd.getpwuid(uid).pw_name
+        except (OSError, ValueError, StopIteration, KeyError, IndexError):
+            return None
+
+
+def _screen_name(argv: list[str]) -> str | None:
+    """The ``-S name`` of a screen command line (``-S x``, ``-dmS x``, ``-Sx``)."""
+    for i, arg in enumerate(argv[1:], 1):
+        if arg.startswith("-S") and len(arg) > 2:
+            return arg[2:]
+        if arg.startswith("-") and not arg.startswith("--") and arg.endswith("S"):
+            return argv[i + 1] if i + 1 < len(argv) and argv[i + 1] else None
+    return None
+
+
+@dataclass(slots=True)
+class _Screen:
+    key: str
+    server: int | None
+    info: SessionInfo
+    windows: dict[SlotKey, bool] = field(default_factory=dict)  # slot -> attached
+    state: str = "new"  # new, attached, pending (all windows gone, server fate open), detached
+    detached_at: datetime | None = None
+
+
+class UtmpState:
+    """The pure diff: utmp contents in, observations out. Only :class:`ProcView` reads
+    anything (to find a window's screen server); pass one whose root does not exist to keep
+    every screen window its own session.
+
+    After :meth:`update`, :attr:`pending` lists the screens whose windows all went away: the
+    caller decides (:meth:`detached` or :meth:`ended`) once it knows whether the server lived.
+    """
+
+    def __init__(self, source: str = "utmp", host: str | None = None,
+                 proc: ProcView | None = None) -> None:
+        self.source = source
+        self.host = host
+        self.proc = proc or ProcView()
+        self.slots: dict[SlotKey, UtmpRecord] = {}
+        self.screens: dict[str, _Screen] = {}
+        self.pending: list[str] = []
+        self._window_screen: dict[tuple[SlotKey, int], str] = {}
+        self._ended: set[str] = set()
+
+    # -- screens -----------------------------------------------------------------------------
+
+    def _screen_for(self, slot: SlotKey, rec: UtmpRecord, now: datetime) -> _Screen | None:
+        key = self._window_screen.get((slot, rec.pid))
+        if key is None:
+            found = self.proc.screen_of(rec.pid) if rec.pid > 0 else None
+            key = f"screen:{found[0]}" if found else f"screen:{rec.line}"
+            self._window_screen[(slot, rec.pid)] = key
+            if key not in self.screens and key not in self._ended:
+                user = rec.user or self.proc.user_of(rec.pid)
+                self.screens[key] = _Screen(key, found[0] if found else None, self._screen_info(
+                    rec, key, found[1] if found else None, user))
+        if key in self._ended:
+            return None  # a stale window of a screen that is gone (killed without cleanup)
+        return self.screens.get(key)
+
+    def _screen_info(self, rec: UtmpRecord, key: str, name: str | None,
+                     user: str | None) -> SessionInfo:
+        m = _SCREEN_HOST.match(rec.host)
+        origin = m["orig"] if m else ""
+        raw = rec.to_raw()
+        raw["screen"] = name or key.partition(":")[2]
+        info = session_info(rec, host=origin, session_id=key, session_name=name, raw=raw)
+        return replace(info, user_name=user or None)
+
+    def _window(self, slot: SlotKey, rec: UtmpRecord, attached: bool, now: datetime) -> str | None:
+        scr = self._screen_for(slot, rec, now)
+        if scr is None:
+            return None
+        scr.windows[slot] = attached
+        if attached:
+            scr.info = replace(self._screen_info(rec, scr.key, scr.info.session_name,
+                                                 rec.user or scr.info.user_name),
+                               since=scr.info.since)
+        return scr.key
+
+    def _drop_window(self, slot: SlotKey, rec: UtmpRecord) -> str | None:
+        key = self._window_screen.pop((slot, rec.pid), None)
+        scr = self.screens.get(key) if key else None
+        if scr is None:
+            return None
+        scr.windows.pop(slot, None)
+        return scr.key
+
+    def _settle(self, keys: Iterable[str], now: datetime, out: list[Observation],
+                bounced: set[str] | frozenset[str] = frozenset()) -> None:
+        """The screen-level events after its windows moved."""
+        for key in dict.fromkeys(keys):
+            scr = self.screens.get(key)
+            if scr is None:
+                continue
+            attached = any(scr.windows.values())
+            if scr.state == "new":
+                if attached:
+                    scr.state = "attached"
+                    out.append(SessionAppeared(scr.info.since or now, self.source, scr.info,
+                                               host=self.host))
+                elif not scr.windows:
+                    del self.screens[key]
+            elif scr.state == "attached" and attached and key in bounced:
+                out.append(self._record(scr, Method.SessionDisconnect, now))
+                out.append(self._record(scr, Method.SessionReconnect, now))
+            elif scr.state == "attached" and not attached:
+                scr.detached_at = now
+                if scr.server is None and scr.windows:
+                    out.extend(self.detached(key, now))
+                elif scr.server is None:
+                    out.extend(self.ended(key, now, "gone", synthesized=True))
+                else:
+                    scr.state = "pending"
+                    self.pending.append(key)
+            elif scr.state in ("pending", "detached") and attached:
+                if scr.state == "pending":
+                    out.extend(self.detached(key, scr.detached_at or now))
+                scr.state = "attached"
+                out.append(self._record(scr, Method.SessionReconnect, now))
+            elif scr.state == "detached" and not scr.windows and scr.server is None:
+                out.extend(self.ended(key, now, "gone", synthesized=True))
+
+    def _record(self, scr: _Screen, method: Method, time: datetime) -> SessionRecord:
+        return SessionRecord(time, self.source, method, scr.info, host=self.host)
+
+    def detached(self, key: str, now: datetime) -> list[Observation]:
+        """The screen ``key`` was detached (its server lives on): SessionDisconnect."""
+        scr = self.screens.get(key)
+        if scr is None or scr.state not in ("pending", "attached"):
+            return []
+        scr.state = "detached"
+        return [self._record(scr, Method.SessionDisconnect, scr.detached_at or now)]
+
+    def ended(self, key: str, now: datetime, reason: str = "screen ended", *,
+              synthesized: bool = False) -> list[Observation]:
+        """The screen ``key`` is gone (its server exited): Logoff, once."""
+        scr = self.screens.pop(key, None)
+        if scr is None:
+            return []
+        self._ended.add(key)
+        for k in [k for k, v in self._window_screen.items() if v == key]:
+            del self._window_screen[k]
+        if scr.state == "new":
+            return []
+        time = scr.detached_at if scr.state == "pending" and scr.detached_at else now
+        return [SessionVanished(time, self.source, key, reason=reason, synthesized=synthesized,
+                                host=self.host)]
+
+    # -- the diff ----------------------------------------------------------------------------
+
+    def load(self, records: Iterable[UtmpRecord], now: datetime) -> list[Observation]:
+        """The first read: open sessions as ``SessionAppeared(existing=True)``. A screen found
+        detached (dead windows whose shells and server live) is reported disconnected."""
+        self.slots = _by_slot(records)
+        out: list[Observation] = []
+        touched: list[str] = []
+        for slot, rec in self.slots.items():
+            screen = _SCREEN_HOST.match(rec.host)
+            if rec.type == UtType.USER_PROCESS and not screen:
+                out.append(SessionAppeared(now, self.source, session_info(rec), existing=True,
+                                           host=self.host))
+            elif screen and rec.type in (UtType.USER_PROCESS, UtType.DEAD_PROCESS):
+                attached = rec.type == UtType.USER_PROCESS
+                if not attached and self.proc.screen_of(rec.pid) is None:
+                    continue  # a dead window of a screen that is gone
+                key = self._window(slot, rec, attached, now)
+                if key:
+                    touched.append(key)
+        for key in dict.fromkeys(touched):
+            scr = self.screens[key]
+            if not scr.windows:
+                continue
+            scr.state = "attached" if any(scr.windows.values()) else "detached"
+            info = scr.info if scr.state == "attached" else replace(scr.info, state="disconnected")
+            out.append(SessionAppeared(now, self.source, info, existing=True, host=self.host))
+        return out
+
+    def update(self, records: Iterable[UtmpRecord], now: datetime) -> list[Observation]:
+        """The observations for the file now holding ``records``."""
+        new = _by_slot(records)
+        old = self.slots
+        self.slots = new
+        self.pending = []
+        offs: list[Observation] = []
+        ons: list[Observation] = []
+        touched: list[str] = []
+        bounced: set[str] = set()
+        for slot in list(old) + [s for s in new if s not in old]:
+            a, b = old.get(slot), new.get(slot)
+            if a is not None and b is not None and _fields(a) == _fields(b):
+                continue
+            a_user = a is not None and a.type == UtType.USER_PROCESS
+            b_user = b is not None and b.type == UtType.USER_PROCESS
+            same = a is not None and b is not None and _same_login(a, b)
+            a_screen = a is not None and _SCREEN_HOST.match(a.host) is not None
+            b_screen = b is not None and _SCREEN_HOST.match(b.host) is not None
+            if a is not None and a_screen:
+                if b is not None and b_screen and b.pid == a.pid:
+                    if a_user and not (b_user and same):
+                        touched.append(self._window(slot, a, False, now) or "")
+                        if b_user:  # detached and attached again between two reads
+                            bounced.add(touched[-1])
+                else:
+                    touched.append(self._drop_window(slot, a) or "")
+            elif a is not None and a_user and not (b_user and same):
+                dead = b is not None and b.type == UtType.DEAD_PROCESS and b.line == a.line
+                when = b.time if dead and b is not None and b.time > a.time else now
+                reason = "logout" if dead else "superseded" if b_user else "gone"
+                offs.append(SessionVanished(when, self.source, a.line, reason=reason,
+                                            synthesized=not dead, host=self.host))
+            if b is None or (b_user and same and not b_screen):
+                continue
+            if b_screen and b_user and not (a_user and same):
+                touched.append(self._window(slot, b, True, now) or "")
+            elif b_user and not b_screen and not same:
+                t = b.time if b.time.timestamp() > 0 else now
+                ons.append(SessionAppeared(t, self.source, session_info(b), host=self.host))
+            elif b.type == UtType.RUN_LVL and (b.user == "shutdown" or b.pid in _SHUTDOWN_LEVELS):
+                ons.append(HostReset(b.time, self.source, "shutdown", host=self.host))
+        out = offs
+        self._settle([k for k in touched if k], now, out, bounced)
+        return out + ons
+
+
+def _by_slot(records: Iterable[UtmpRecord]) -> dict[SlotKey, UtmpRecord]:
+    slots: dict[SlotKey, UtmpRecord] = {}
+    for rec in records:
+        if rec.type != UtType.EMPTY:
+            slots.setdefault((rec.id, rec.line), rec)
+    return slots
+
+
+def _fields(r: UtmpRecord) -> tuple[object, ...]:
+    """A record's contents without its position (a rewrite may move a slot)."""
+    return (r.type, r.pid, r.line, r.id, r.user, r.host, r.exit_termination, r.exit_status,
+            r.session, r.time, r.address)
+
+
+_RESCAN = object()
+_CLOSE = object()
+_WATCH_MASK_NAMES = ("MODIFY", "CLOSE_WRITE", "CREATE", "MOVED_TO", "MOVED_FROM", "DELETE")
+
+
+class UtmpSource:
+    """A :class:`~pysens.sources.Source` over a utmp file (see the module docstring).
+
+    ``grace``: how long a screen whose windows all went away may take to exit before that
+    counts as a detach (screen quits ~1 ms after its last utmp write). ``poll_interval``: the
+    stat poll period, used only when inotify is unavailable (or ``use_inotify=False``).
+    ``settle``: how long to let a file that lost slots (a rewrite in progress) settle.
+    ``on_warning`` gets each skipped-record message (default: logged as a warning).
+    """
+
+    name = "utmp"
+
+    def __init__(
+        self, path: str = DEFAULT_PATH, *, host: str | None = None, grace: float = 0.25,
+        poll_interval: float = 2.0, settle: float = 0.02, use_inotify: bool = True, proc: ProcView | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self.host = host
+        self.grace = grace
+        self.poll_interval = poll_interval
+        self.settle = settle
+        self.use_inotify = use_inotify
+        self.proc = proc or ProcView()
+        self.warnings: list[str] = []
+        #: "inotify" or "poll" once :meth:`watch` started.
+        self.mechanism: str | None = None
+        self._on_warning = on_warning
+        self._warned: set[tuple[int, str]] = set()
+        self._state = UtmpState(self.name, host, self.proc)
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._inotify: Any = None
+        self._poller: asyncio.Task[None] | None = None
+        self._pidfds: dict[str, int] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._closed = False
+        self._dirty = False
+
+    def _rescan(self) -> None:
+        # One queued rescan reads every change made before it runs: queue no second one.
+        if not self._dirty:
+            self._dirty = True
+            self._queue.put_nowait(_RESCAN)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read(self) -> list[UtmpRecord]:
+        """The records of the file now; none when it does not exist. A bad or truncated record
+        is skipped with a warning naming its offset (each distinct one once)."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise SourceUnavailable(f"cannot read {self.path}: {e.strerror}") from None
+        seen: set[tuple[int, str]] = set()
+
+        def bad(offset: int, why: str) -> None:
+            seen.add((offset, why))
+            if (offset, why) not in self._warned:
+                self._warn(f"{self.path}: record at offset {offset} skipped: {why}")
+
+        layout = LAYOUTS[1] if sys.byteorder == "big" else LAYOUTS[0]
+        records = list(iter_records(data, bad, layout=layout))
+        self._warned = seen
+        return records
+
+    async def _settled_read(self) -> list[UtmpRecord]:
+        """:meth:`read`, but a file that lost slots is read again once it stops changing:
+        glibc never removes a slot, so that is a rewrite (truncate, then write) caught in the
+        middle, and reading it there would log everyone off and on again."""
+        records = self.read()
+        for _ in range(20):
+            if set(self._state.slots) <= {(r.id, r.line) for r in records}:
+                break
+            await asyncio.sleep(self.settle)
+            again = self.read()
+            if again == records:
+                break
+            records = again
+        return records
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        if self._on_warning is not None:
+            self._on_warning(message)
+        else:
+            log.warning("%s", message)
+
+    async def snapshot(self) -> list[Observation]:
+        """The sessions in the file now, as ``SessionAppeared(existing=True)``."""
+        return UtmpState(self.name, self.host, self.proc).load(self.read(), _now())
+
+    # -- watching ----------------------------------------------------------------------------
+
+    async def watch(self) -> AsyncIterator[Observation]:
+        """The snapshot, then the observations of every change, as it happens."""
+        self._start_watching()  # before the first read, so no change falls in between
+        for obs in self._state.load(self.read(), _now()):
+            yield obs
+        for key in list(self._state.screens):
+            self._arm(key)
+        while not self._closed:
+            item = await self._queue.get()
+            if item is _CLOSE:
+                return
+            if item is _RESCAN:
+                self._dirty = False
+                out = self._state.update(await self._settled_read(), _now())
+                for key in self._state.screens:
+                    if key not in self._pidfds:
+                        self._arm(key)
+                for key in self._state.pending:
+                    self._pending(key)
+            elif isinstance(item, SourceUnavailable):
+                raise item
+            else:
+                assert isinstance(item, list)
+                out = item
+            for obs in out:
+                yield obs
+
+    def _start_watching(self) -> None:
+        directory, name = os.path.split(self.path)
+        if not os.path.isdir(directory):
+            raise SourceUnavailable(f"the directory {directory} does not exist")
+        if self.use_inotify:
+            from .inotify import Flag, Inotify
+
+            try:
+                ino = Inotify()
+                mask = Flag(0)
+                for flag in _WATCH_MASK_NAMES:
+                    mask |= Flag[flag]
+                wd = ino.add_watch(directory, mask | Flag.ONLYDIR)
+            except OSError as e:
+                log.info("inotify unavailable (%s): polling %s", e, self.path)
+            else:
+                def events(batch: list[Any]) -> None:
+                    for ev in batch:
+                        if ev.mask & (Flag.IGNORED | Flag.DELETE_SELF | Flag.MOVE_SELF) and (
+                                ev.wd == wd):
+                            ino.stop()
+                            self._queue.put_nowait(SourceUnavailable(
+                                f"the directory {directory} went away"))
+                            return
+                    if any(ev.mask & Flag.Q_OVERFLOW or ev.name == name for ev in batch):
+                        self._rescan()
+
+                ino.start(events)
+                self._inotify = ino
+                self.mechanism = "inotify"
+                return
+        self.mechanism = "poll"
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        last: tuple[int, ...] | None = None
+        while True:
+            try:
+                st = os.stat(self.path)
+                now: tuple[int, ...] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            except FileNotFoundError:
+                now = ()
+            if last is not None and now != last:
+                self._rescan()
+            last = now
+            await asyncio.sleep(self.poll_interval)
+
+    # -- screen servers: a pidfd each, so a detach can be told from a quit ------------------
+
+    def _arm(self, key: str) -> None:
+        scr = self._state.screens.get(key)
+        if scr is None or scr.server is None or key in self._pidfds:
+            return
+        try:
+            fd = os.pidfd_open(scr.server)
+        except ProcessLookupError:
+            self._queue.put_nowait(self._state.ended(key, _now()))
+            return
+        except (OSError, AttributeError):
+            return  # no pidfds here: a detach is then a Disconnect at once (see _pending)
+        self._pidfds[key] = fd
+        asyncio.get_running_loop().add_reader(fd, self._server_exited, key)
+
+    def _disarm(self, key: str) -> None:
+        fd = self._pidfds.pop(key, None)
+        if fd is not None:
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(fd)
+            os.close(fd)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _server_exited(self, key: str) -> None:
+        self._disarm(key)
+        self._queue.put_nowait(self._state.ended(key, _now()))
+
+    def _pending(self, key: str) -> None:
+        if key not in self._pidfds:
+            self._queue.put_nowait(self._state.detached(key, _now()))
+            return
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._timers[key] = asyncio.get_running_loop().call_later(self.grace, self._decide, key)
+
+    def _decide(self, key: str) -> None:
+        self._timers.pop(key, None)
+        fd = self._pidfds.get(key)
+        if fd is not None and select.select([fd], [], [], 0)[0]:
+            self._server_exited(key)
+        else:
+            self._queue.put_nowait(self._state.detached(key, _now()))
+
+    async def aclose(self) -> None:
+        """Stop watching; release the inotify and pidfd descriptors."""
+        self._closed = True
+        self._queue.put_nowait(_CLOSE)
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+        for key in list(self._pidfds) + list(self._timers):
+            self._disarm(key)
+
+
+def open_utmp(path: str = DEFAULT_PATH, **options: Any) -> UtmpSource:
+    """The utmp source (``sens watch --source utmp [--utmp PATH]``); see :class:`UtmpSource`
+    for the options. The file need not exist yet: its directory is watched for it."""
+    if not sys.platform.startswith("linux"):
+        raise SourceUnavailable("the utmp source reads the Linux utmp format only")
+    return UtmpSource(path, **options)
+
+
+async def probe(path: str = DEFAULT_PATH, **_options: Any) -> str | None:
+    """None when there is a utmp file to watch here, else why not."""
+    if not sys.platform.startswith("linux"):
+        return "the utmp source reads the Linux utmp format only"
+    if not os.path.isfile(path):
+        return f"{path} does not exist (this host keeps no utmp; logind replaces it)"
+    return None
