@@ -204,20 +204,32 @@ class Collector:
         log.info("collecting %s from %s into %s", self.subject, _safe_url(self.url),
                  self.store.url)
         loop = asyncio.get_running_loop()
-        while not self._stop.is_set():
-            try:
-                msgs = await psub.fetch(self.batch, timeout=self.fetch_timeout)
-            except nats.errors.TimeoutError:
-                if self._nc.is_closed:
-                    raise ConnectionError("the connection to the server was lost") from None
-                if self.exit_idle is not None and loop.time() - idle_since > self.exit_idle:
-                    return idle_since
-                continue
-            idle_since = loop.time()
-            await self._handle(msgs)
+        # One batch is committed (in a worker thread) while the next is fetched and checked.
+        committing: asyncio.Task[None] | None = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    msgs = await psub.fetch(self.batch, timeout=self.fetch_timeout)
+                except nats.errors.TimeoutError:
+                    if committing is not None:
+                        await committing
+                        committing = None
+                    if self._nc.is_closed:
+                        raise ConnectionError("the connection to the server was lost") from None
+                    if self.exit_idle is not None and loop.time() - idle_since > self.exit_idle:
+                        return idle_since
+                    continue
+                idle_since = loop.time()
+                checked = self._check(msgs)
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(self._commit(msgs, *checked))
+        finally:
+            if committing is not None:
+                await committing
         return idle_since
 
-    async def _handle(self, msgs: list[Any]) -> None:
+    def _check(self, msgs: list[Any]) -> tuple[list[StoredEvent], list[Rejected]]:
         events: list[StoredEvent] = []
         rejected: list[Rejected] = []
         for m in msgs:
@@ -230,6 +242,11 @@ class Collector:
                 rejected.append(Rejected(self.settings.name, meta[0], m.subject, item, m.data))
             else:
                 events.append(item)
+        return events, rejected
+
+    async def _commit(
+        self, msgs: list[Any], events: list[StoredEvent], rejected: list[Rejected]
+    ) -> None:
         try:
             new = await asyncio.to_thread(self.store.commit, events, rejected)
         except StoreError:
