@@ -22,7 +22,6 @@ the records' own. Pure apart from reading the file.
 from __future__ import annotations
 
 import gzip
-import ipaddress
 import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -51,6 +50,13 @@ SHUTDOWN = 254
 _CHUNK_RECORDS = 8192
 
 
+# Plain ints: comparing IntEnum members costs a method call per record.
+_RUN_LVL, _BOOT_TIME, _NEW_TIME, _OLD_TIME = 1, 2, 3, 4
+_USER_PROCESS, _DEAD_PROCESS = 7, 8
+assert (_RUN_LVL, _BOOT_TIME, _USER_PROCESS, _DEAD_PROCESS) == (
+    UtType.RUN_LVL, UtType.BOOT_TIME, UtType.USER_PROCESS, UtType.DEAD_PROCESS)
+
+
 def last_type(rec: UtmpRecord) -> int:
     """The record type ``last`` acts on (its normalisation of ``ut_type``; see the module doc).
 
@@ -61,20 +67,20 @@ def last_type(rec: UtmpRecord) -> int:
         if user.startswith("shutdown"):
             return SHUTDOWN
         if user.startswith("reboot"):
-            return UtType.BOOT_TIME
+            return _BOOT_TIME
         if user.startswith("runlevel"):
-            return UtType.RUN_LVL
+            return _RUN_LVL
         return rec.type
     t = rec.type
-    if t != UtType.DEAD_PROCESS and user and line and not user.startswith("LOGIN"):
-        t = UtType.USER_PROCESS
     if not user:
-        t = UtType.DEAD_PROCESS
+        return _DEAD_PROCESS
+    if t != _DEAD_PROCESS and line and not user.startswith("LOGIN"):
+        t = _USER_PROCESS
     if user == "date":
         if line[:1] == "|":
-            t = UtType.OLD_TIME
+            t = _OLD_TIME
         elif line[:1] == "{":
-            t = UtType.NEW_TIME
+            t = _NEW_TIME
     return t
 
 
@@ -91,8 +97,8 @@ def _session_info(rec: UtmpRecord) -> SessionInfo:
     else:
         session_type = "tty"
     address = rec.address
-    if address is not None and ipaddress.ip_address(address).is_unspecified:
-        address = None
+    if address is not None and not address.strip("0.:"):
+        address = None  # 0.0.0.0 or ::, what writers put when they have no address
     return SessionInfo(
         session_id=line, user_name=rec.user, tty=line, session_type=session_type,
         remote=remote, client_name=host, client_address=address, since=rec.time,
@@ -103,7 +109,7 @@ def _session_info(rec: UtmpRecord) -> SessionInfo:
 def observe(rec: UtmpRecord, source: str = "wtmp", host: str | None = None) -> list[Observation]:
     """The observations one record means (often none)."""
     t = last_type(rec)
-    if t == UtType.USER_PROCESS:
+    if t == _USER_PROCESS:
         info = _session_info(rec)
         out: list[Observation] = []
         if rec.line:
@@ -115,14 +121,14 @@ def observe(rec: UtmpRecord, source: str = "wtmp", host: str | None = None) -> l
         out.append(SessionRecord(rec.time, source, Method.Logon, info, post_shell=True,
                                  host=host))
         return out
-    if t == UtType.DEAD_PROCESS:
+    if t == _DEAD_PROCESS:
         return [SessionVanished(rec.time, source, rec.line, host=host)] if rec.line else []
-    if t == UtType.BOOT_TIME:
+    if t == _BOOT_TIME:
         # Sessions still open when the machine boots again were never closed: it crashed.
         return [HostReset(rec.time, source, "crash", host=host)]
     if t == SHUTDOWN:
         return [HostReset(rec.time, source, "shutdown", host=host)]
-    if t == UtType.RUN_LVL:
+    if t == _RUN_LVL:
         level = chr(rec.pid & 255)
         if level in "06":
             return [HostReset(rec.time, source, "shutdown" if level == "0" else "reboot",
