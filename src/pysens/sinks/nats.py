@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import signal
@@ -60,6 +61,7 @@ DEFAULT_PREFIX = "sens"
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
+@functools.lru_cache(maxsize=65536)
 def host_token(host: str) -> str:
     """``host`` as one valid subject token, reversibly (see the module docstring)."""
     if not host:
