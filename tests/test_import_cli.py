@@ -145,3 +145,18 @@ def test_bad_usage_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["import", "wtmp"]) == 2
     _, err = capsys.readouterr()
     assert "invalid choice: 'lastlog'" in err
+
+
+def test_verbose_reports_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pysens.cli import importcmd
+
+    monkeypatch.setattr(importcmd, "_VERBOSE_EVERY", 10)
+    src = str(WITH_HOST)
+    assert main(["--journal", str(tmp_path / "j.db"), "import", "wtmp", src]) == 0
+    _, quiet = capsys.readouterr()
+    assert "records" not in quiet  # stderr is not a terminal and no -v: summary only
+    assert main(["--journal", str(tmp_path / "j.db"), "-v", "import", "wtmp", src]) == 0
+    _, err = capsys.readouterr()
+    assert f"sens import: {src}: 10 records" in err

@@ -1,0 +1,138 @@
+"""wtmp history: pysens reading + pairing vs util-linux ``last`` on the same file.
+
+Builds a wtmp of RECORDS records with the real ``utmpdump -r`` (boots, shutdowns, crashes,
+logins with their logouts, logins superseded on their line), then times, best of REPEAT runs:
+
+* ``last -f FILE -x > /dev/null`` (the peer: reads and pairs the same records);
+* pysens reading the records only, and turning them into observations;
+* pysens reading + pairing (records -> observations -> tracker -> SENS events);
+* ``sens import wtmp FILE`` into a fresh journal, and again into the same journal (nothing new).
+
+Run: ``python bench/bench_wtmp.py [RECORDS]`` (default 200,000).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pysens.cli import main as sens_main
+from pysens.sources.wtmp import read_records, read_wtmp
+from pysens.tracker import Tracker
+
+REPEAT = 3
+
+
+def _line(type_: int, user: str, line: str, t: datetime, pid: int, ident: str,
+          host: str = "", addr: str = "0.0.0.0") -> str:
+    stamp = t.strftime("%Y-%m-%dT%H:%M:%S") + f",{t.microsecond:06d}+00:00"
+    return (f"[{type_}] [{pid:05d}] [{ident:<4.4}] [{user:<8}] [{line:<12}] [{host:<20}] "
+            f"[{addr:<15}] [{stamp}]")
+
+
+def build_text(records: int, seed: int = 7) -> str:
+    """utmpdump text of a busy server's wtmp: ``records`` records in time order."""
+    rnd = random.Random(seed)
+    users = [f"user{i:02d}" for i in range(40)]
+    t = datetime(2020, 1, 1, tzinfo=UTC)
+    out: list[str] = []
+    open_lines: dict[str, int] = {}
+    pid = 1000
+    while len(out) < records:
+        t += timedelta(seconds=rnd.randint(1, 90), microseconds=rnd.randint(0, 999_999))
+        r = rnd.random()
+        if r < 0.002:  # a boot, after a clean shutdown two times in three, else a crash
+            if rnd.random() < 0.66:
+                out.append(_line(1, "shutdown", "~", t, 0, "~~", "6.1.0-bench"))
+                t += timedelta(seconds=30)
+            out.append(_line(2, "reboot", "~", t, 0, "~~", "6.1.0-bench"))
+            out.append(_line(1, "runlevel", "~", t + timedelta(seconds=5), 53, "~~",
+                             "6.1.0-bench"))
+            open_lines.clear()
+        elif open_lines and (r < 0.5 or len(open_lines) > 30):
+            line = rnd.choice(list(open_lines))
+            out.append(_line(8, "", line, t, open_lines.pop(line), line[-4:]))
+        else:
+            line = f"pts/{rnd.randint(0, 40)}"
+            pid += 1
+            host = f"10.0.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}"
+            # A line still open gets a new login now and then: the old one is superseded.
+            out.append(_line(7, rnd.choice(users), line, t, pid, line[-4:], host, host))
+            open_lines[line] = pid
+    return "\n".join(out[:records]) + "\n"
+
+
+def best(fn: Callable[[], object]) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(REPEAT):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def main() -> None:
+    records = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    with tempfile.TemporaryDirectory() as tmp:
+        wtmp = Path(tmp) / "wtmp"
+        subprocess.run(["utmpdump", "-r", "-o", str(wtmp)], input=build_text(records).encode(),
+                       check=True, capture_output=True)
+        size = wtmp.stat().st_size
+        assert size == records * 384, size
+
+        def run_last() -> None:
+            with open(os.devnull, "w") as null:
+                subprocess.run(["last", "-f", str(wtmp), "-x"], stdout=null, check=True,
+                               env={"TZ": "UTC", "LC_ALL": "C", "PATH": os.environ["PATH"]})
+
+        def read_only() -> int:
+            return sum(1 for _ in read_records(str(wtmp), print))
+
+        def read_observations() -> int:
+            return sum(1 for _ in read_wtmp(str(wtmp), print))
+
+        def read_and_pair() -> int:
+            tracker = Tracker(host="bench")
+            return sum(len(tracker.feed(obs)) for obs in read_wtmp(str(wtmp), print))
+
+        def sens_import(journal: Path) -> Callable[[], int]:
+            def go() -> int:
+                journal.unlink(missing_ok=True)
+                return sens_main(["--journal", str(journal), "import", "wtmp", str(wtmp)])
+            return go
+
+        t_last, _ = best(run_last)
+        t_read, n = best(read_only)
+        t_obs, _ = best(read_observations)
+        t_pair, events = best(read_and_pair)
+        journal = Path(tmp) / "journal.db"
+        t_import, _ = best(sens_import(journal))
+        start = time.perf_counter()
+        sens_main(["--journal", str(journal), "import", "wtmp", str(wtmp)])
+        t_again = time.perf_counter() - start
+
+    print(f"wtmp: {records:,} records ({size / 1e6:.1f} MB), {events:,} SENS events; "
+          f"best of {REPEAT}, wall time")
+    print(f"{'run':<44}{'seconds':>9}{'records/s':>12}{'vs last':>9}")
+    rows = [
+        ("last -f FILE -x > /dev/null", t_last),
+        ("pysens: read records", t_read),
+        ("pysens: read -> observations", t_obs),
+        ("pysens: read + pair (tracker -> events)", t_pair),
+        ("sens import (fresh journal)", t_import),
+        ("sens import again (all already journaled)", t_again),
+    ]
+    for name, secs in rows:
+        print(f"{name:<44}{secs:>9.3f}{records / secs:>12,.0f}{secs / t_last:>8.2f}x")
+    assert n == records
+
+
+if __name__ == "__main__":
+    main()
