@@ -7,8 +7,8 @@ wtmpdb (thkukuk/wtmpdb, ``lib/sqlite.c``) keeps one row per login in SQLite::
 
 with times in microseconds since the epoch and types ``BOOT_TIME 1, RUNLEVEL 2, USER_PROCESS 3``
 (``include/wtmpdb.h``). A logout updates its login's row in place (``Logout``); a boot row's
-``Logout`` is the shutdown that ended that boot. So the rows become a time-ordered stream: a
-login (Logon), its logout (the session vanishes), a boot (every session still open crashed), a
+``Logout`` is the shutdown that ended that boot. So the rows become a time-ordered stream of
+log records: a login (Logon), its logout (Logoff), a boot (every session still open crashed), a
 shutdown (every session still open ended with the system).
 
 A row is one logon, so its ID is the session's ``logon_id`` and the session is keyed by it;
