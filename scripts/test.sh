@@ -17,6 +17,16 @@ if command -v apt-get >/dev/null; then
     fi
 fi
 
+# The services the fleet tests use run before each session and before CI; start any that is down
+# with the same command the machine uses.
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
+fi
+if command -v nats-server >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+    start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
+        -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || true
+fi
+
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[all,test]'
