@@ -12,15 +12,8 @@ machine and across a fleet, and act on it. See SPEC §6 for the API::
 
 from .criteria import Criteria, CriteriaError, compile_criteria
 from .events import EventClass, EventError, Method, SensEvent
-from .eventsystem import (
-    EventSystem,
-    FireResult,
-    SensLogon,
-    SensLogon2,
-    SensNetwork,
-    SensOnNow,
-    Subscription,
-)
+from .eventsystem import EventSystem, FireResult, Subscription
+from .interfaces import SensLogon, SensLogon2, SensNetwork, SensOnNow
 from .journal import Journal, JournalError
 from .observations import (
     HostReset,

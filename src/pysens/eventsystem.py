@@ -42,16 +42,9 @@ from .events import (
     parse_method,
     snake_case,
 )
+from .interfaces import BASES, SensLogon, SensLogon2, SensNetwork, SensOnNow
 
-__all__ = [
-    "EventSystem",
-    "FireResult",
-    "SensLogon",
-    "SensLogon2",
-    "SensNetwork",
-    "SensOnNow",
-    "Subscription",
-]
+__all__ = ["EventSystem", "FireResult", "Subscription"]
 
 log = logging.getLogger("pysens.eventsystem")
 
@@ -65,95 +58,6 @@ class FireResult(IntEnum):
     EVENT_S_SOME_SUBSCRIBERS_FAILED = 0x00040200
     EVENT_E_ALL_SUBSCRIBERS_FAILED = 0x80040201
     EVENT_S_NOSUBSCRIBERS = 0x00040202
-
-
-# -- the SENS interfaces as Python base classes ---------------------------------------------------
-
-
-class SensLogon2:
-    """Subclass and override the ISensLogon2 methods you want (``session_reconnect`` …)."""
-
-    def logon(self, user_name: str, session_id: str) -> Any:
-        """A user logged on to session ``session_id``."""
-
-    def logoff(self, user_name: str, session_id: str) -> Any:
-        """A user logged off."""
-
-    def session_disconnect(self, user_name: str, session_id: str) -> Any:
-        """A session was disconnected (fast user switching, remote desktop); it still runs."""
-
-    def session_reconnect(self, user_name: str, session_id: str) -> Any:
-        """A disconnected session was reconnected (never a logon)."""
-
-    def post_shell(self, user_name: str, session_id: str) -> Any:
-        """The user's shell is running."""
-
-
-class SensLogon:
-    """Subclass and override the ISensLogon methods you want (``display_lock`` …)."""
-
-    def logon(self, user_name: str) -> Any:
-        """A user logged on."""
-
-    def logoff(self, user_name: str) -> Any:
-        """A user logged off."""
-
-    def start_shell(self, user_name: str) -> Any:
-        """The user's shell is running."""
-
-    def display_lock(self, user_name: str) -> Any:
-        """The display was locked."""
-
-    def display_unlock(self, user_name: str) -> Any:
-        """The display was unlocked."""
-
-    def start_screen_saver(self, user_name: str) -> Any:
-        """The screen saver started."""
-
-    def stop_screen_saver(self, user_name: str) -> Any:
-        """The screen saver stopped."""
-
-
-class SensNetwork:
-    """ISensNetwork (no source fires it yet); parameters come from the event's ``raw``."""
-
-    def connection_made(self, connection: str, type_: int, qoc_info: Any) -> Any:
-        """A network connection was made."""
-
-    def connection_made_no_qoc_info(self, connection: str, type_: int) -> Any:
-        """A network connection was made (no quality-of-connection data)."""
-
-    def connection_lost(self, connection: str, type_: int) -> Any:
-        """A network connection was lost."""
-
-    def destination_reachable(
-        self, destination: str, connection: str, type_: int, qoc_info: Any
-    ) -> Any:
-        """A destination became reachable."""
-
-    def destination_reachable_no_qoc_info(
-        self, destination: str, connection: str, type_: int
-    ) -> Any:
-        """A destination became reachable (no quality-of-connection data)."""
-
-
-class SensOnNow:
-    """ISensOnNow (no source fires it yet); parameters come from the event's ``raw``."""
-
-    def on_ac_power(self) -> Any:
-        """The machine runs on AC power."""
-
-    def on_battery_power(self, battery_life_percent: int) -> Any:
-        """The machine runs on battery."""
-
-    def battery_low(self, battery_life_percent: int) -> Any:
-        """The battery is low."""
-
-
-_BASES: dict[EventClass, type] = {
-    EventClass.ISensLogon2: SensLogon2, EventClass.ISensLogon: SensLogon,
-    EventClass.ISensNetwork: SensNetwork, EventClass.ISensOnNow: SensOnNow,
-}
 
 
 def _arguments(cls: EventClass, method: Method, event: SensEvent) -> tuple[Any, ...]:
@@ -537,7 +441,7 @@ def _handlers(
 
 
 def _implements(target: Any, cls: EventClass) -> bool:
-    if isinstance(target, _BASES[cls]):
+    if isinstance(target, BASES[cls]):
         return True
     return any(callable(getattr(target, snake_case(m), None)) for m in CLASS_METHODS[cls])
 
@@ -546,7 +450,7 @@ def _own_method(target: Any, cls: EventClass, name: str) -> Callable[..., Any] |
     fn = getattr(target, name, None)
     if not callable(fn):
         return None
-    base = _BASES[cls]
+    base = BASES[cls]
     if isinstance(target, base) and getattr(type(target), name, None) is getattr(base, name):
         return None  # the base class's no-op: not implemented by this subscriber
     return fn  # type: ignore[no-any-return]
