@@ -42,7 +42,7 @@ from .events import (
     parse_method,
     snake_case,
 )
-from .interfaces import BASES, SensLogon, SensLogon2, SensNetwork, SensOnNow
+from .interfaces import BASES
 
 __all__ = ["EventSystem", "FireResult", "Subscription"]
 
