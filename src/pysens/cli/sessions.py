@@ -55,7 +55,8 @@ def format_table(sessions: list[OpenSession], *, with_host: bool = False) -> lis
 
 
 async def _sessions(args: argparse.Namespace) -> int:
-    source = await open_chosen_source(args.source, **utmp_options(args))
+    options = utmp_options(args)  # before args.source is read: --utmp implies utmp
+    source = await open_chosen_source(args.source, **options)
     try:
         tracker = await snapshot_sessions(source, Tracker())
     except SourceUnavailable as e:

@@ -42,13 +42,18 @@ def add_utmp_option(p: Any) -> None:
 
 
 def utmp_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The source options ``--utmp`` asks for (and ``args.source`` set to ``utmp``)."""
-    if getattr(args, "utmp", None) is None:
+    """The utmp source's options (``--utmp`` also sets ``args.source`` to ``utmp``): its
+    file, and skipped-record warnings straight to stderr."""
+    if getattr(args, "utmp", None) is not None:
+        if args.source not in ("auto", "utmp"):
+            raise CliError("--utmp goes with --source utmp", 2)
+        args.source = "utmp"
+    if args.source != "utmp":
         return {}
-    if args.source not in ("auto", "utmp"):
-        raise CliError("--utmp goes with --source utmp", 2)
-    args.source = "utmp"
-    return {"path": args.utmp}
+    options: dict[str, Any] = {"on_warning": lambda m: print(f"sens: {m}", file=sys.stderr)}
+    if args.utmp is not None:
+        options["path"] = args.utmp
+    return options
 
 
 async def open_chosen_source(name: str, **options: Any) -> Source:

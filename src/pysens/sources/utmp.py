@@ -68,6 +68,7 @@ SlotKey = tuple[str, str]
 _SCREEN_HOST = re.compile(r"^(?P<orig>.*):(?P<tty>[^:]*):S\.(?P<window>\d+)$")
 _LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1", "0.0.0.0"})  # noqa: S104
 _SHUTDOWN_LEVELS = frozenset({ord("0"), ord("6")})
+_BY_TYPE = frozenset({UtType.RUN_LVL, UtType.BOOT_TIME, UtType.NEW_TIME, UtType.OLD_TIME})
 
 
 def _now() -> datetime:
@@ -364,7 +365,9 @@ class UtmpState:
 def _by_slot(records: Iterable[UtmpRecord]) -> dict[SlotKey, UtmpRecord]:
     slots: dict[SlotKey, UtmpRecord] = {}
     for rec in records:
-        if rec.type != UtType.EMPTY:
+        if rec.type in _BY_TYPE:  # glibc's getutid finds these by type, not id and line
+            slots.setdefault((f"type:{rec.type}", ""), rec)
+        elif rec.type != UtType.EMPTY:
             slots.setdefault((rec.id, rec.line), rec)
     return slots
 
@@ -394,8 +397,8 @@ class UtmpSource:
 
     def __init__(
         self, path: str = DEFAULT_PATH, *, host: str | None = None, grace: float = 0.25,
-        poll_interval: float = 2.0, settle: float = 0.02, use_inotify: bool = True, proc: ProcView | None = None,
-        on_warning: Callable[[str], None] | None = None,
+        poll_interval: float = 2.0, settle: float = 0.02, use_inotify: bool = True,
+        proc: ProcView | None = None, on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.path = os.path.abspath(path)
         self.host = host
@@ -479,6 +482,7 @@ class UtmpSource:
     async def watch(self) -> AsyncIterator[Observation]:
         """The snapshot, then the observations of every change, as it happens."""
         self._start_watching()  # before the first read, so no change falls in between
+        log.info("watching %s (%s)", self.path, self.mechanism)
         for obs in self._state.load(self.read(), _now()):
             yield obs
         for key in list(self._state.screens):
