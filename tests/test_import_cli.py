@@ -160,3 +160,16 @@ def test_verbose_reports_progress(
     assert main(["--journal", str(tmp_path / "j.db"), "-v", "import", "wtmp", src]) == 0
     _, err = capsys.readouterr()
     assert f"sens import: {src}: 10 records" in err
+
+
+def test_jsonl_from_standard_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    event = SensEvent(method="Logon", user_name="alice", session_id="3", host="pc1",
+                      source="api")
+    monkeypatch.setattr("sys.stdin", io.StringIO(event.to_json_text() + "\n"))
+    assert main(["--journal", str(tmp_path / "j.db"), "import", "jsonl", "-"]) == 0
+    assert [e.id for e in journal_events(tmp_path / "j.db")] == [event.id]
+    capsys.readouterr()

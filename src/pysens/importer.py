@@ -17,6 +17,7 @@ unless ``deliver``.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,9 +79,13 @@ def get_reader(kind: str) -> Reader:
 
 
 def read_jsonl(path: str, on_error: Callable[[str], None]) -> Iterator[SensEvent]:
-    """SPEC §2 events, one JSON object per line (what ``sens history --json`` writes)."""
+    """SPEC §2 events, one JSON object per line (what ``sens history --json`` writes); ``-``
+    is standard input."""
     from .sources.replay import read_events
 
+    if path == "-":
+        yield from read_events(sys.stdin, "<stdin>", lambda err: on_error(f"{err}; line skipped"))
+        return
     try:
         stream = Path(path).open(encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError as e:
@@ -234,7 +239,8 @@ class Importer:
                 if count % self._every == 0 and self._on_progress is not None:
                     self._on_progress(path, count)
                 self._feed(item)
-        except (ReadError, OSError) as e:
+        except (ValueError, OSError) as e:
+            # ReadError says it all; anything else a reader lets through gets the file's name.
             msg = str(e) if isinstance(e, ReadError) else f"cannot read {path}: {e}"
             self._failed(msg, 1)
             return
