@@ -173,3 +173,24 @@ def test_jsonl_from_standard_input(
     assert main(["--journal", str(tmp_path / "j.db"), "import", "jsonl", "-"]) == 0
     assert [e.id for e in journal_events(tmp_path / "j.db")] == [event.id]
     capsys.readouterr()
+
+
+def test_evtx_files_are_read_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    security = SHARED_DATA / "evtx" / "omerbenamram__security.evtx"
+    not_evtx = tmp_path / "notes.evtx"
+    not_evtx.write_text("plain text, not an event log\n" * 200)
+    journal = tmp_path / "j.db"
+    args = ["--journal", str(journal), "import", "evtx", str(security), str(not_evtx),
+            str(tmp_path / "gone.evtx")]
+    assert main(args) == 1
+    _, err = capsys.readouterr()
+    assert f"{not_evtx} is not an .evtx file" in err
+    assert f"cannot read {tmp_path / 'gone.evtx'}" in err
+    assert "from 1 file (0 already journaled, " in err and "2 files were not read" in err
+    count = len(journal_events(journal))
+    assert count > 0
+    assert main(["--journal", str(journal), "import", "evtx", str(security)]) == 0
+    _, err = capsys.readouterr()
+    assert f"({count} already journaled, 0 new)" in err

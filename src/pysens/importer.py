@@ -30,6 +30,7 @@ from .observations import Observation, SessionRecord
 from .tracker import Tracker
 
 __all__ = [
+    "MULTI_READERS",
     "READERS",
     "ImportSummary",
     "Importer",
@@ -58,6 +59,13 @@ READERS: dict[str, str] = {
     "wtmpdb": "pysens.sources.wtmpdb:read_wtmpdb",
     "evtx": "pysens.sources.evtx:read_evtx",
     "jsonl": "pysens.importer:read_jsonl",
+}
+
+#: kind -> "module:function" of a reader of several files at once, ``read(paths, on_error)``,
+#: for kinds whose files must be read together (Security and LSM logs of one host, merged by
+#: time so one occurrence logged in both is seen as one).
+MULTI_READERS: dict[str, str] = {
+    "evtx": "pysens.sources.evtx:read_evtx_files",
 }
 
 
@@ -220,6 +228,10 @@ class Importer:
         except ReadError as e:
             self._failed(str(e), len(paths))
             return self.summary
+        if kind in MULTI_READERS and len(paths) > 1:
+            self._import_together(kind, paths)
+            self.flush()
+            return self.summary
         first_time = getattr(module, "first_time", None)
         if first_time is not None and len(paths) > 1:
             never = datetime.max.replace(tzinfo=UTC)
@@ -228,6 +240,35 @@ class Importer:
             self.import_file(kind, path)
         self.flush()
         return self.summary
+
+    def _import_together(self, kind: str, paths: list[str]) -> None:
+        module_name, _, attr = MULTI_READERS[kind].partition(":")
+        read_many = getattr(importlib.import_module(module_name), attr)
+        remaining = list(paths)
+        while remaining:
+            errors: list[str] = []
+            try:
+                # Read before feeding: a file found unreadable half way must leave no trace.
+                items: list[Item] = list(read_many(remaining, errors.append))
+            except (ValueError, OSError) as e:
+                message = str(e)
+                culprit = next((p for p in remaining if p in message), None)
+                if culprit is None:  # cannot tell which file: none of them is imported
+                    self._failed(f"cannot read {', '.join(remaining)}: {message}",
+                                 len(remaining))
+                    return
+                self._failed(message, 1)
+                remaining.remove(culprit)
+                continue
+            for message in errors:
+                self._error(message)
+            for n, item in enumerate(items, 1):
+                if n % self._every == 0 and self._on_progress is not None:
+                    self._on_progress(", ".join(remaining), n)
+                self._feed(item)
+            self.summary.files += len(remaining)
+            self.summary.records += len(items)
+            return
 
     def import_file(self, kind: str, path: str) -> None:
         """Read one file into the pending batch (journaled each ``batch`` events)."""
