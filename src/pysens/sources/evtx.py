@@ -67,13 +67,16 @@ def _chunks(data: BinaryIO, size: int) -> list[Chunk]:
     return out
 
 
-def _where(chunks: list[Chunk], message: str, previous: int | None) -> str:
-    """Where the parser's error happened, in words: record, chunk, file offset."""
+def _where(
+    chunks: list[Chunk], message: str, previous: int | None, current: Chunk | None
+) -> str:
+    """Where the parser's error happened, in words: record, chunk, file offset. ``current`` is
+    the chunk of the last good record (chunk headers of recovered logs can be stale)."""
     chunk: Chunk | None = None
     record: str
     if (m := _RECORD_NO.search(message)) is not None:
         n = int(m.group(1))
-        chunk = next((c for c in chunks if c.first <= n <= c.last), None)
+        chunk = next((c for c in chunks if c.first <= n <= c.last), current)
         record = f"record {n}"
     elif (m := _RECORD_IDS.search(message)) is not None:
         a, b = int(m.group(1)), int(m.group(2))
@@ -86,7 +89,7 @@ def _where(chunks: list[Chunk], message: str, previous: int | None) -> str:
         return f"chunk {k} at offset {offset}"
     else:
         after = (previous or 0) + 1
-        chunk = next((c for c in chunks if c.first <= after <= c.last), None)
+        chunk = next((c for c in chunks if c.first <= after <= c.last), current)
         record = f"the records after record {previous}" if previous else "the first records"
     if chunk is None:
         return record
@@ -129,7 +132,9 @@ def _open(path: str, on_error: Callable[[str], None]) -> tuple[Any, list[Chunk]]
             # records are still read.
             data = f.read() + bytes(CHUNK_SIZE - cut)
             buf = io.BytesIO(data)
-            return buf, _chunks(buf, len(data))
+            chunks = _chunks(buf, len(data))
+            buf.seek(0)
+            return buf, chunks
     except OSError as e:
         raise ReadError(f"cannot read {path}: {e.strerror or e}") from None
 
@@ -144,6 +149,8 @@ def iter_records(path: str, on_error: Callable[[str], None]) -> Iterator[Record]
     except (OSError, RuntimeError) as e:
         raise ReadError(f"{path} is not a readable .evtx file ({_detail(str(e))})") from None
     previous: int | None = None
+    starts = {c.first: c for c in chunks}
+    current: Chunk | None = None
     while True:
         try:
             item = next(records)
@@ -151,13 +158,14 @@ def iter_records(path: str, on_error: Callable[[str], None]) -> Iterator[Record]
             break
         except (RuntimeError, OSError) as e:
             msg = str(e)
-            on_error(f"{path}: {_where(chunks, msg, previous)} could not be parsed "
+            on_error(f"{path}: {_where(chunks, msg, previous, current)} could not be parsed "
                      f"({_detail(msg)}); skipped")
             continue
         if item is None:
             continue
         number: int = item["event_record_id"]
         previous = number
+        current = starts.get(number, current)
         text: str = item["data"]
         m = _EVENT_ID.search(text)
         if m is not None and int(m.group(1)) not in RELEVANT_EVENT_IDS:
