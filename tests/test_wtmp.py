@@ -148,7 +148,9 @@ def test_scenario_matches_last_run_now(tmp_path: Path) -> None:
     wtmp = write_wtmp(tmp_path / "wtmp", _scenario(now))
     assert wtmp.stat().st_size == 12 * 384
     out = run_last(wtmp)
-    assert "still logged in" in out and "- crash" in out and "- down" in out
+    # "still logged in" unless pid 99999 happens to exist here (then "gone - no logout").
+    assert "- crash" in out and "- down" in out
+    assert "still logged in" in out or "gone - no logout" in out
     events, errors = read_events("wtmp", wtmp)
     assert errors == []
     assert session_rows(events) == parse_last(out)
