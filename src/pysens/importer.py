@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .events import Method, SensEvent
+from .events import Method, SensEvent, default_host
 from .journal import Journal
 from .observations import Observation, SessionRecord
 from .tracker import Tracker
@@ -204,14 +204,15 @@ class Importer:
         self._on_progress = on_progress
         self._every = max(1, progress_every)
         self._batch = batch
-        self._trackers: dict[str | None, Tracker] = {}
+        self._trackers: dict[str, Tracker] = {}
         self._pending: list[SensEvent] = []
 
     def tracker(self, host: str | None = None) -> Tracker:
         """The tracker for ``host`` (None: the import's own host)."""
-        t = self._trackers.get(host)
+        name = host or self.host or default_host()
+        t = self._trackers.get(name)
         if t is None:
-            t = self._trackers[host] = Tracker(host=host or self.host)
+            t = self._trackers[name] = Tracker(host=name)
         return t
 
     def _error(self, message: str) -> None:
