@@ -16,10 +16,11 @@ import pytest
 from pysens.cli import main
 from pysens.events import SensEvent, parse_time
 from pysens.live import tracked_events
-from pysens.observations import SessionAppeared
+from pysens.observations import Observation, SessionAppeared
 from pysens.sources import open_source
 from pysens.sources.inotify import Flag, Inotify
-from pysens.sources.utmp import ProcView, UtmpSource, open_utmp, probe
+from pysens.sources.utmp import ProcView, UtmpSource, UtmpState, open_utmp, probe
+from pysens.sources.utmprecord import UtmpRecord, iter_records
 from pysens.tracker import Tracker
 from utmp_fixtures import SRC, Lines, put_slot, rec, replace_utmp, undump, write_utmp
 
@@ -328,3 +329,78 @@ def test_sens_watch_prints_utmp_events(tmp_path: Path) -> None:
         p.wait(timeout=10)
         out.close()
         err.close()
+
+
+class OneScreen(ProcView):
+    """Windows 5001 and 5002 belong to SCREEN server 5000 (the pure diff's only I/O seam)."""
+
+    def screen_of(self, pid: int) -> tuple[int, str] | None:
+        return (5000, "5000.work") if pid in (5001, 5002) else None
+
+    def user_of(self, pid: int) -> str | None:
+        return "dave" if pid in (5001, 5002) else None
+
+
+def records(*lines: str) -> list[UtmpRecord]:
+    return list(iter_records(undump(list(lines)), lambda off, why: None))
+
+
+def screen_window(n: int, kind: int, tty: str = "pts/0") -> str:
+    user = "dave" if kind == 7 else ""
+    return rec(kind, 5001 + n, f"/{n + 4}", user, f"pts/{n + 4}", f"10.0.0.3:{tty}:S.{n}",
+               "0.0.0.0", "2024-01-01T12:00:00")
+
+
+def feed(tracker: Tracker, obs: list[Observation]) -> list[tuple[str, str | None]]:
+    return methods(tracker.feed_all(obs))
+
+
+def test_screen_windows_make_one_session_and_a_bounce_between_reads_is_seen() -> None:
+    now = parse_time("2024-01-01T12:30:00Z")
+    state, t = UtmpState(proc=OneScreen()), Tracker(host="h")
+    assert feed(t, state.load(records(BOOT), now)) == []
+    assert feed(t, state.update(records(BOOT, screen_window(0, 7)), now)) == [
+        ("Logon", "screen:5000"), ("PostShell", "screen:5000")]
+    both = records(BOOT, screen_window(0, 7), screen_window(1, 7))
+    assert feed(t, state.update(both, now)) == []  # a second window: same session
+    one_closed = records(BOOT, screen_window(0, 7), screen_window(1, 8))
+    assert feed(t, state.update(one_closed, now)) == []  # one window closed, one attached
+    # Detached and attached again from another tty between two reads: ut_host moved.
+    moved = records(BOOT, screen_window(0, 7, "pts/9"), screen_window(1, 8))
+    assert feed(t, state.update(moved, now)) == [
+        ("SessionDisconnect", "screen:5000"), ("SessionReconnect", "screen:5000")]
+    detached = records(BOOT, screen_window(0, 8, "pts/9"), screen_window(1, 8))
+    assert feed(t, state.update(detached, now)) == [] and state.pending == ["screen:5000"]
+    assert feed(t, state.update(moved, now)) == [  # back before the grace ran out
+        ("SessionDisconnect", "screen:5000"), ("SessionReconnect", "screen:5000")]
+    assert state.detached("screen:5000", now) == []  # the late timer says nothing
+    assert feed(t, state.update(detached, now)) == []
+    assert feed(t, state.detached("screen:5000", now)) == [("SessionDisconnect", "screen:5000")]
+    assert feed(t, state.ended("screen:5000", now)) == [("Logoff", "screen:5000")]
+    assert feed(t, state.update(moved, now)) == []  # stale windows of a screen that is gone
+
+
+def test_a_screen_that_quits_while_attached_is_one_logoff() -> None:
+    now = parse_time("2024-01-01T12:30:00Z")
+    state, t = UtmpState(proc=OneScreen()), Tracker(host="h")
+    feed(t, state.load(records(BOOT, screen_window(0, 7)), now))
+    assert [s.state for s in t.sessions] == ["active"]
+    assert feed(t, state.update(records(BOOT, screen_window(0, 8)), now)) == []
+    assert feed(t, state.ended("screen:5000", now)) == [("Logoff", "screen:5000")]
+
+
+def test_a_screen_found_detached_is_adopted_disconnected() -> None:
+    now = parse_time("2024-01-01T12:30:00Z")
+    state, t = UtmpState(proc=OneScreen()), Tracker(host="h")
+    assert feed(t, state.load(records(BOOT, screen_window(0, 8)), now)) == []
+    (s,) = t.sessions
+    assert (s.state, s.info.user_name, s.info.session_name) == ("disconnected", "dave",
+                                                                  "5000.work")
+    assert feed(t, state.update(records(BOOT, screen_window(0, 7)), now)) == [
+        ("SessionReconnect", "screen:5000")]
+
+
+def test_sens_watch_names_a_missing_directory(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["watch", "--utmp", str(tmp_path / "nope" / "utmp")]) == 1
+    assert "the directory" in capsys.readouterr().err

@@ -205,6 +205,7 @@ class UtmpState:
             elif scr.state == "attached" and not attached:
                 scr.detached_at = now
                 if scr.server is None and scr.windows:
+                    scr.state = "pending"
                     out.extend(self.detached(key, now))
                 elif scr.server is None:
                     out.extend(self.ended(key, now, "gone", synthesized=True))
@@ -225,8 +226,8 @@ class UtmpState:
     def detached(self, key: str, now: datetime) -> list[Observation]:
         """The screen ``key`` was detached (its server lives on): SessionDisconnect."""
         scr = self.screens.get(key)
-        if scr is None or scr.state not in ("pending", "attached"):
-            return []
+        if scr is None or scr.state != "pending":
+            return []  # re-attached (or gone) since: a late timer says nothing
         scr.state = "detached"
         return [self._record(scr, Method.SessionDisconnect, scr.detached_at or now)]
 
