@@ -319,3 +319,12 @@ def test_invariants_hold_for_any_observation_stream(stream: list[tuple[int, Obse
             assert sid in open_ids, "a session with events is missing from the table"
         if life.status == "closed":
             assert sid not in open_ids, "a logged-off session is still in the table"
+
+
+def test_a_logoff_record_keeps_its_own_raw_fields() -> None:
+    t = Tracker(host="h")
+    t.feed(SessionRecord(at(0), "evtx", M.Logon, SessionInfo("2", user_name="a",
+                                                             raw={"EventID": 21})))
+    (off,) = t.feed(SessionRecord(at(1), "evtx", M.Logoff, SessionInfo("2", user_name="a",
+                                                                       raw={"EventID": 23})))
+    assert off.raw == {"EventID": 23}

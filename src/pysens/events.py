@@ -121,6 +121,9 @@ METHOD_CLASSES: Mapping[Method, tuple[EventClass, ...]] = {
 }
 
 
+_BY_NAME: dict[str, Method] = {m.value: _ALIASES.get(m, m) for m in Method}
+
+
 def parse_method(name: str | Method) -> Method:
     """The canonical :class:`Method` for ``name`` (PascalCase, or snake_case, any case).
 
@@ -129,6 +132,9 @@ def parse_method(name: str | Method) -> Method:
     """
     if isinstance(name, Method):
         return _ALIASES.get(name, name)
+    exact = _BY_NAME.get(name)
+    if exact is not None:
+        return exact
     key = name.replace("_", "").lower()
     for m in Method:
         if m.value.lower() == key:
@@ -175,6 +181,9 @@ def parse_time(value: str | datetime | float | int) -> datetime:
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Two base-32 digits at a time: 13 lookups encode the 130 bits of a 26-digit ULID.
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+_SHIFTS = tuple(range(120, -1, -10))
 
 
 def make_event_id(time: datetime, *parts: object) -> str:
@@ -187,11 +196,8 @@ def make_event_id(time: datetime, *parts: object) -> str:
     ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=10).digest()
     n = (ms << 80) | int.from_bytes(digest, "big")
-    out = []
-    for _ in range(26):
-        out.append(_CROCKFORD[n & 31])
-        n >>= 5
-    return "".join(reversed(out))
+    pairs = _PAIRS
+    return "".join([pairs[(n >> s) & 1023] for s in _SHIFTS])
 
 
 @cache

@@ -257,11 +257,12 @@ class Tracker:
 
     def _logoff(
         self, key: Key, s: OpenSession, time: datetime, source: str,
-        reason: str | None, synthesized: bool,
+        reason: str | None, synthesized: bool, info: SessionInfo | None = None,
     ) -> list[SensEvent]:
         del self._open[key]
         self._close(key)
-        return [self._event(s, M.Logoff, time, source, reason=reason, synthesized=synthesized)]
+        return [self._event(s, M.Logoff, time, source, reason=reason, synthesized=synthesized,
+                            info=info)]
 
     def _close(self, key: Key) -> None:
         self._closed[key] = None
@@ -317,7 +318,8 @@ class Tracker:
         else:
             s.info = _merge(s.info, info)
         if method is M.Logoff:
-            return self._logoff(key, s, obs.time, obs.source, obs.reason, obs.synthesized)
+            # raw: the logoff record's own fields, not the logon's
+            return self._logoff(key, s, obs.time, obs.source, obs.reason, obs.synthesized, info)
         if method is M.PostShell:
             if s.shell:
                 return []
