@@ -136,7 +136,14 @@ def test_existing_sessions_are_adopted_silently_unless_asked() -> None:
         "SessionReconnect"]
     t2 = Tracker(host="h", include_existing=True)
     ev = t2.feed(SessionAppeared(at(0), "logind", info, existing=True))
-    assert methods(ev) == ["Logon", "PostShell"] and ev[0].time == at(-60)
+    assert methods(ev) == ["Logon", "PostShell", "SessionDisconnect"]
+    assert ev[0].time == at(-60) and ev[2].time == at(0)
+    assert methods(t2.feed(SessionChanged(at(1), "logind", "2", {"active": True}))) == [
+        "SessionReconnect"]
+    screen = SessionInfo("screen:41", user_name="bob", state="disconnected")
+    assert t.feed(SessionAppeared(at(0), "utmp", screen, existing=True)) == []
+    ev = t.feed(SessionRecord(at(1), "utmp", M.SessionReconnect, screen))
+    assert methods(ev) == ["SessionReconnect"]
 
 
 def test_one_reconnect_logged_twice_is_one_event() -> None:

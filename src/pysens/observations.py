@@ -31,7 +31,8 @@ class SessionInfo:
     ``session_class`` is logind's Class (``user``, ``greeter``, ``lock-screen`` …); sessions whose
     class is not a user class, or that have no user name, are not user sessions and get no events.
     ``active`` is meaningful for sessions with a seat (a VT switch makes one inactive);
-    ``state`` is logind's State (``online``, ``active``, ``closing``). ``session_id`` is ``None``
+    ``state`` is logind's State (``online``, ``active``, ``closing``), or ``disconnected`` for a
+    seatless session a source finds detached (a GNU screen, a WTS disconnected session). ``session_id`` is ``None``
     when the record does not carry one (Security 4624 has only a logon id): the tracker then keys
     the session by ``logon_id``, else by user.
     """

@@ -60,6 +60,13 @@ def _shell_ready(info: SessionInfo) -> bool:
     return not info.seat
 
 
+def _found_detached(info: SessionInfo) -> bool:
+    # A seat session that is not the active one (another user's VT is in front), or a
+    # seatless session that says it is detached (a GNU screen, a WTS disconnected session):
+    # its next event is then a Reconnect.
+    return (info.active is False and bool(info.seat)) or info.state == "disconnected"
+
+
 @dataclass(slots=True)
 class OpenSession:
     """A session in the tracker's table (what ``sens sessions`` shows)."""
@@ -166,17 +173,21 @@ class Tracker:
                 self._close(key)
                 return []
             info = obs.info
-            # A seatless session found detached (a GNU screen, a WTS disconnected session)
-            # says so with state "disconnected": its next event is then a Reconnect.
-            connected = (info.active is not False or not info.seat) and (
-                info.state != "disconnected")
             self._open[key] = OpenSession(
                 host=key[0], source=obs.source, info=info, since=info.since or obs.time,
-                logged_on=False, shell=True, connected=connected, locked=bool(info.locked),
+                logged_on=False, shell=True, connected=not _found_detached(info),
+                locked=bool(info.locked),
             )
             return []
-        since = obs.info.since if obs.existing else None
-        return self._logon(key, obs.info, since, obs.time, obs.source)
+        if not obs.existing:
+            return self._logon(key, obs.info, None, obs.time, obs.source)
+        out = self._logon(key, obs.info, obs.info.since, obs.time, obs.source)
+        s = self._open.get(key)
+        if s is not None and _found_detached(obs.info):
+            # Reported as it is found: logged on earlier, disconnected now.
+            s.connected = False
+            out.append(self._event(s, M.SessionDisconnect, obs.time, obs.source))
+        return out
 
     def _logon(
         self, key: Key, info: SessionInfo, since: datetime | None, time: datetime, source: str,
