@@ -148,10 +148,21 @@ def snake_case(method: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", method).lower()
 
 
+# Recent texts of format_time: an event's time is formatted for its id and again for its JSON,
+# and a Logon and its PostShell share one time. Bounded: cleared when full.
+_TIME_TEXT: dict[datetime, str] = {}
+_TIME_TEXT_MAX = 8192
+
+
 def format_time(t: datetime) -> str:
     """UTC ISO 8601 with microseconds and ``Z``: ``2026-11-23T20:44:39.123456Z``."""
     if t.tzinfo is UTC:  # the common case, in C
-        return t.isoformat(timespec="microseconds")[:-6] + "Z"
+        text = _TIME_TEXT.get(t)
+        if text is None:
+            if len(_TIME_TEXT) >= _TIME_TEXT_MAX:
+                _TIME_TEXT.clear()
+            text = _TIME_TEXT[t] = t.isoformat(timespec="microseconds")[:-6] + "Z"
+        return text
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     elif t.utcoffset():
@@ -181,9 +192,14 @@ def parse_time(value: str | datetime | float | int) -> datetime:
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# Two base-32 digits at a time: 13 lookups encode the 130 bits of a 26-digit ULID.
+# Two base-32 digits at a time: 5 lookups encode the 50 time bits (48 and two zero bits on top)
+# of a 26-digit ULID, 8 the 80 hash bits.
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
-_SHIFTS = tuple(range(120, -1, -10))
+_TIME_SHIFTS = (40, 30, 20, 10, 0)
+_HASH_SHIFTS = (70, 60, 50, 40, 30, 20, 10, 0)
+# The time digits of recent ids (a Logon and its PostShell share their time). Bounded.
+_ID_PREFIX: dict[datetime, str] = {}
+_blake2b = hashlib.blake2b
 
 
 def make_event_id(time: datetime, *parts: object) -> str:
@@ -193,11 +209,16 @@ def make_event_id(time: datetime, *parts: object) -> str:
     hash what identifies the occurrence. The same occurrence read twice gives the same id, which
     makes the id the idempotency key from source to central store.
     """
-    ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=10).digest()
-    n = (ms << 80) | int.from_bytes(digest, "big")
     pairs = _PAIRS
-    return "".join([pairs[(n >> s) & 1023] for s in _SHIFTS])
+    prefix = _ID_PREFIX.get(time)
+    if prefix is None:
+        ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
+        if len(_ID_PREFIX) >= _TIME_TEXT_MAX:
+            _ID_PREFIX.clear()
+        prefix = _ID_PREFIX[time] = "".join([pairs[(ms >> s) & 1023] for s in _TIME_SHIFTS])
+    digest = _blake2b("\x1f".join(map(str, parts)).encode(), digest_size=10).digest()
+    h = int.from_bytes(digest, "big")
+    return prefix + "".join([pairs[(h >> s) & 1023] for s in _HASH_SHIFTS])
 
 
 @cache
@@ -264,10 +285,36 @@ class SensEvent:
         if not self.host:
             setattr_(self, "host", default_host())
         if not self.id:
-            setattr_(self, "id", make_event_id(
-                self.time, self.host, self.source, method.value, format_time(self.time),
-                self.session_id, self.user_name, self.tty, self.logon_id,
+            setattr_(self, "id", _event_id(
+                self.time, self.host, self.source, method, self.session_id, self.user_name,
+                self.tty, self.logon_id,
             ))
+
+    @classmethod
+    def trusted(
+        cls, method: Method, time: datetime, observed: datetime, host: str, source: str, *,
+        user_name: str | None = None, session_id: str | None = None, domain: str | None = None,
+        session_name: str | None = None, session_type: str | None = None,
+        tty: str | None = None, seat: str | None = None, remote: bool = False,
+        client_name: str | None = None, client_address: str | None = None,
+        logon_id: str | None = None, reason: str | None = None, synthesized: bool = False,
+        raw: Mapping[str, Any] | None = None,
+    ) -> SensEvent:
+        """A new event (no ``seq``, id computed as the constructor does) from values a producer
+        has already made valid: ``method`` canonical, times timezone-aware UTC, ``host`` not
+        empty, ``session_id`` a string or None. It skips the constructor's checks, which is what
+        makes bulk producers (the tracker on a history import) cheap; give anything else to
+        ``SensEvent(...)``."""
+        event = _new_event(cls)
+        for setter, value in zip(_SETTERS, (
+            method, user_name, session_id,
+            _event_id(time, host, source, method, session_id, user_name, tty, logon_id),
+            None, time, observed, host, source, METHOD_CLASSES[method], domain, session_name,
+            session_type, tty, seat, remote, client_name, client_address, logon_id, reason,
+            synthesized, {} if raw is None else raw,
+        ), strict=True):
+            setter(event, value)
+        return event
 
     @property
     def canonical_method(self) -> Method:
@@ -276,10 +323,10 @@ class SensEvent:
 
     def with_seq(self, seq: int | None) -> SensEvent:
         """This event at journal position ``seq`` (a fast copy: the journal does it per event)."""
-        new = object.__new__(SensEvent)
-        for name in _SLOTS:
-            object.__setattr__(new, name, getattr(self, name))
-        object.__setattr__(new, "seq", seq)
+        new = _new_event(SensEvent)
+        for getter, setter in _GET_SET:
+            setter(new, getter(self))
+        _SET_SEQ(new, seq)
         return new
 
     def evolve(self, **changes: Any) -> SensEvent:
@@ -332,6 +379,27 @@ class SensEvent:
 
 
 _SLOTS = tuple(f.name for f in fields(SensEvent))
+# The slot descriptors' own setters: what the frozen dataclass's __init__ does through
+# object.__setattr__, without the attribute lookup per field.
+_SETTERS = tuple(getattr(SensEvent, name).__set__ for name in _SLOTS)
+_GET_SET = tuple((getattr(SensEvent, name).__get__, getattr(SensEvent, name).__set__)
+                 for name in _SLOTS)
+_SET_SEQ = getattr(SensEvent, "seq").__set__  # noqa: B009
+_new_event = object.__new__
+assert _SLOTS == (
+    "method", "user_name", "session_id", "id", "seq", "time", "observed", "host", "source",
+    "classes", "domain", "session_name", "session_type", "tty", "seat", "remote", "client_name",
+    "client_address", "logon_id", "reason", "synthesized", "raw",
+), "SensEvent.trusted sets the fields in this order"
+
+
+def _event_id(
+    time: datetime, host: str, source: str, method: Method, session_id: str | None,
+    user_name: str | None, tty: str | None, logon_id: str | None,
+) -> str:
+    # str(method) is its value: a StrEnum's str() is the plain string.
+    return make_event_id(time, host, source, method, format_time(time), session_id, user_name,
+                         tty, logon_id)
 _FIELD_NAMES = frozenset(_SLOTS)
 _NOT_NULL = frozenset({"id", "time", "observed", "host", "source", "remote", "synthesized", "raw"})
 _PLAIN_FIELDS = (

@@ -16,9 +16,9 @@ in the middle of its life, is tracked without a Logon; the rules then hold from 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .events import Method, SensEvent, default_host
@@ -44,6 +44,10 @@ _DUPLICATE_WINDOW = timedelta(seconds=5)
 _CLOSED_MEMORY = 10_000
 
 Key = tuple[str, str]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def is_user_session(info: SessionInfo) -> bool:
@@ -104,12 +108,17 @@ class Tracker:
     """Turns observations into SENS events and keeps the open-session table.
 
     ``include_existing``: fire Logon (and PostShell) for sessions that were open before the
-    source started, instead of adopting them silently.
+    source started, instead of adopting them silently. ``clock`` gives the events' ``observed``
+    time (default: now, per event).
     """
 
-    def __init__(self, *, host: str | None = None, include_existing: bool = False) -> None:
+    def __init__(
+        self, *, host: str | None = None, include_existing: bool = False,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.host = host or default_host()
         self.include_existing = include_existing
+        self._clock = clock or _now
         self._open: dict[Key, OpenSession] = {}
         self._ignored: dict[Key, SessionInfo] = {}
         self._closed: OrderedDict[Key, None] = OrderedDict()
@@ -370,9 +379,16 @@ class Tracker:
     ) -> SensEvent:
         i = s.info
         raw = info.raw if info is not None else i.raw
-        return SensEvent(
-            method=method, user_name=i.user_name, session_id=i.session_id, time=time,
-            host=s.host, source=source, domain=i.domain, session_name=i.session_name,
+        if time.tzinfo is None:  # what SensEvent(...) does with a naive time
+            time = time.replace(tzinfo=UTC)
+        sid = i.session_id
+        if sid is not None and type(sid) is not str:
+            sid = str(sid)
+        # Everything here is already valid, so the checking constructor is not needed: the
+        # tracker builds every event of a bulk import.
+        return SensEvent.trusted(
+            method, time, self._clock(), s.host, source, user_name=i.user_name,
+            session_id=sid, domain=i.domain, session_name=i.session_name,
             session_type=i.session_type, tty=i.tty, seat=i.seat, remote=i.remote,
             client_name=i.client_name, client_address=i.client_address, logon_id=i.logon_id,
             reason=reason, synthesized=synthesized, raw=raw,
