@@ -350,8 +350,11 @@ class SensEvent:
         return d
 
     def to_json_text(self) -> str:
-        """:meth:`to_json` as one compact line of JSON."""
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(", ", ": "), default=str)
+        """:meth:`to_json` as one line of JSON (what ``json.dumps`` gives, non-ASCII kept)."""
+        try:
+            return _json_text(self)
+        except TypeError:  # a field of an unexpected type (raw values are handled): the long way
+            return _ENCODE(self.to_json())
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | str | bytes) -> SensEvent:
@@ -407,6 +410,50 @@ _PLAIN_FIELDS = (
     "remote", "client_name", "client_address", "logon_id", "reason", "synthesized",
 )
 _BOOL_FIELDS = frozenset({"remote", "synthesized"})
+
+
+# ensure_ascii=False, default separators: the text journal bodies and JSON lines have always had.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_quote = json.encoder.encode_basestring
+_CLASSES_TEXT: dict[tuple[EventClass, ...], str] = {}
+
+
+def _json_text(e: SensEvent) -> str:
+    """to_json()'s text, built directly (the event's own JSON is the journal's hot path).
+
+    TypeError for a field that is not of its declared type."""
+    classes = _CLASSES_TEXT.get(e.classes)
+    if classes is None:
+        classes = _CLASSES_TEXT[e.classes] = _ENCODE([str(c) for c in e.classes])
+    seq = e.seq
+    if seq is not None and type(seq) is not int:
+        raise TypeError("seq")
+    remote, synthesized = e.remote, e.synthesized
+    if type(remote) is not bool or type(synthesized) is not bool:
+        raise TypeError("remote")
+    q = _quote
+    u, d, s, n, t = e.user_name, e.domain, e.session_id, e.session_name, e.session_type
+    y, a, c, ca, li, r = e.tty, e.seat, e.client_name, e.client_address, e.logon_id, e.reason
+    return "".join((
+        '{"id": ', q(e.id), "" if seq is None else f', "seq": {seq}',
+        ', "time": "', format_time(e.time), '", "observed": "', format_time(e.observed),
+        '", "host": ', q(e.host), ', "source": ', q(e.source), ', "method": ', q(str(e.method)),
+        ', "classes": ', classes,
+        ', "user_name": ', "null" if u is None else q(u),
+        ', "domain": ', "null" if d is None else q(d),
+        ', "session_id": ', "null" if s is None else q(s),
+        ', "session_name": ', "null" if n is None else q(n),
+        ', "session_type": ', "null" if t is None else q(t),
+        ', "tty": ', "null" if y is None else q(y),
+        ', "seat": ', "null" if a is None else q(a),
+        ', "remote": ', "true" if remote else "false",
+        ', "client_name": ', "null" if c is None else q(c),
+        ', "client_address": ', "null" if ca is None else q(ca),
+        ', "logon_id": ', "null" if li is None else q(li),
+        ', "reason": ', "null" if r is None else q(r),
+        ', "synthesized": ', "true" if synthesized else "false",
+        ', "raw": ', _ENCODE(dict(e.raw)) if e.raw else "{}", "}",
+    ))
 
 
 def _check(name: str, value: Any) -> Any:

@@ -25,6 +25,7 @@ __all__ = [
     "Layout",
     "UtType",
     "UtmpRecord",
+    "decode_all",
     "decode_record",
     "detect_byte_order",
     "detect_layout",
@@ -107,10 +108,8 @@ class UtmpRecord:
     @property
     def type_name(self) -> str:
         """``USER_PROCESS`` etc., or the number for an unknown type."""
-        try:
-            return UtType(self.type).name
-        except ValueError:
-            return str(self.type)
+        t = self.type
+        return _TYPE_NAMES[t] if 0 <= t < len(_TYPE_NAMES) else str(t)
 
     def to_raw(self) -> dict[str, object]:
         """The record's fields for an event's ``raw``."""
@@ -119,6 +118,15 @@ class UtmpRecord:
             "ut_id": self.id, "ut_user": self.user, "ut_host": self.host,
             "ut_session": self.session, "ut_addr": self.address, "offset": self.offset,
         }
+
+
+_TYPE_NAMES = tuple(t.name for t in UtType)
+assert all(t.value == n for n, t in enumerate(UtType))
+_RECORD_SETTERS = tuple(getattr(UtmpRecord, f).__set__ for f in UtmpRecord.__slots__)
+assert UtmpRecord.__slots__ == (
+    "type", "pid", "line", "id", "user", "host", "exit_termination", "exit_status", "session",
+    "time", "address", "offset",
+), "_decode_all sets the fields in this order"
 
 
 def _text(b: bytes) -> str:
@@ -187,8 +195,8 @@ def detect_layout(data: bytes, file_size: int | None = None) -> Layout | None:
 
 
 def decode_record(
-    data: bytes, offset: int = 0, *, big_endian: bool = False, layout: Layout | None = None,
-    file_offset: int | None = None,
+    data: bytes | memoryview, offset: int = 0, *, big_endian: bool = False,
+    layout: Layout | None = None, file_offset: int | None = None,
 ) -> UtmpRecord:
     """The record at ``offset`` (in ``layout``, default the 384-byte one in the byte order
     ``big_endian`` says); ``file_offset`` is its position in the file when ``data`` is only a
@@ -231,15 +239,44 @@ def iter_records(
         layout = LAYOUTS[1] if be else LAYOUTS[0]
     size = layout.size
     end = len(data)
-    off = start
-    while off + size <= end:
-        try:
-            yield decode_record(data, off, layout=layout)
-        except ValueError as e:
-            on_error(off, str(e))
+    whole = start + (end - start) // size * size
+    yield from decode_all(memoryview(data)[start:whole], layout, start, on_error)
+    if whole < end:
+        on_error(whole, f"truncated record ({end - whole} of {size} bytes)")
+
+
+def decode_all(
+    data: bytes | memoryview, layout: Layout, base: int, on_error: Callable[[int, str], None],
+) -> Iterator[UtmpRecord]:
+    """Every record of ``data``, whole records of ``layout`` only, the first at file offset
+    ``base``: what :func:`decode_record` gives for each, in one pass (the bulk reader's path). A
+    bad record goes to ``on_error(offset, why)`` and is skipped."""
+    size = layout.size
+    big_endian = layout.big_endian
+    new = object.__new__
+    setters = _RECORD_SETTERS
+    text = _text
+    delta = timedelta
+    epoch = _EPOCH
+    off = base - size
+    for (typ, pid, line, ident, user, host, term, status, session, sec, usec,
+         a0, a1, a2, a3, _unused) in layout.codec.iter_unpack(data):
         off += size
-    if off < end:
-        on_error(off, f"truncated record ({end - off} of {size} bytes)")
+        if not (0 <= typ <= 9 and 0 <= usec < 1_000_000 and -_MAX_TIME < sec < _MAX_TIME):
+            try:
+                decode_record(data, off - base, layout=layout)
+            except ValueError as e:
+                on_error(off, str(e))
+            continue
+        rec = new(UtmpRecord)
+        for setter, value in zip(setters, (
+            typ, pid, text(line), text(ident), text(user), text(host), term, status, session,
+            epoch + delta(0, sec, usec),
+            None if not (a0 or a1 or a2 or a3) else _address((a0, a1, a2, a3), big_endian),
+            off,
+        ), strict=True):
+            setter(rec, value)
+        yield rec
 
 
 def encode_record(

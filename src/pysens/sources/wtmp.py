@@ -31,7 +31,7 @@ from typing import IO
 from ..events import Method
 from ..importer import ReadError
 from ..observations import HostReset, Observation, SessionInfo, SessionRecord, SessionVanished
-from .utmprecord import HEAD_SIZE, Layout, UtmpRecord, UtType, decode_record, detect_layout
+from .utmprecord import HEAD_SIZE, Layout, UtmpRecord, UtType, decode_all, detect_layout
 
 __all__ = [
     "SHUTDOWN",
@@ -176,6 +176,10 @@ def _records(
     size = layout.size
     buf = head
     base = 0  # file offset of buf[0]
+
+    def bad(offset: int, why: str) -> None:
+        on_error(f"{path}: record at offset {offset}: {why}; skipped")
+
     while True:
         try:
             more = f.read(size * _CHUNK_RECORDS)
@@ -186,11 +190,7 @@ def _records(
         if more:
             buf += more
         whole = len(buf) - len(buf) % size
-        for off in range(0, whole, size):
-            try:
-                yield decode_record(buf, off, layout=layout, file_offset=base + off)
-            except ValueError as e:
-                on_error(f"{path}: record at offset {base + off}: {e}; skipped")
+        yield from decode_all(memoryview(buf)[:whole], layout, base, bad)
         base += whole
         buf = buf[whole:]
         if not more:
