@@ -206,14 +206,21 @@ class Importer:
         self._batch = batch
         self._trackers: dict[str, Tracker] = {}
         self._pending: list[SensEvent] = []
+        self._now: datetime | None = None
 
     def tracker(self, host: str | None = None) -> Tracker:
         """The tracker for ``host`` (None: the import's own host)."""
         name = host or self.host or default_host()
         t = self._trackers.get(name)
         if t is None:
-            t = self._trackers[name] = Tracker(host=name)
+            t = self._trackers[name] = Tracker(host=name, clock=self._observed)
         return t
+
+    def _observed(self) -> datetime:
+        # An import observes a whole batch at once: its events share one observed time.
+        if self._now is None:
+            self._now = datetime.now(UTC)
+        return self._now
 
     def _error(self, message: str) -> None:
         self.summary.bad += 1
@@ -309,6 +316,7 @@ class Importer:
         """Journal the pending events (one transaction), mark them as history unless
         ``deliver``, and hand them to ``on_events``."""
         events, self._pending = self._pending, []
+        self._now = None
         if not events:
             return
         self.summary.events += len(events)
@@ -316,19 +324,12 @@ class Importer:
             if self._on_events is not None:
                 self._on_events(events)
             return
-        results = self.journal.append_many(events)
-        new = [r.event.seq for r in results if r.inserted and r.event.seq is not None]
-        self.summary.new += len(new)
-        self.summary.already += len(results) - len(new)
-        if new and not self.deliver:
-            _mark_history(self.journal, new)
-        if self._on_events is not None:
+        if self._on_events is None:
+            # Only the counts are wanted: the stored copies (with seq) are not built.
+            new = self.journal.append_count(events, history=not self.deliver)
+        else:
+            results = self.journal.append_many(events, history=not self.deliver)
+            new = sum(r.inserted for r in results)
             self._on_events([r.event for r in results])
-
-
-def _mark_history(journal: Journal, seqs: list[int]) -> None:
-    try:
-        from .subscriptions import mark_history
-    except ImportError:  # no persistent subscriptions in this build: nothing to hold back from
-        return
-    mark_history(journal, seqs)
+        self.summary.new += new
+        self.summary.already += len(events) - new

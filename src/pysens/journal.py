@@ -15,9 +15,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import count
 from pathlib import Path
 
-from .events import SensEvent
+from .events import SensEvent, json_texts
 
 __all__ = [
     "MIGRATIONS",
@@ -161,34 +162,14 @@ class Journal:
         """Add ``event`` unless its id is there already; either way, the stored event."""
         return self.append_many([event])[0]
 
-    def append_many(self, events: Sequence[SensEvent]) -> list[AppendResult]:
-        """Add many events in one transaction (one commit, one fsync at most)."""
-        rows = [
-            (e.id, _us(e.time), e.host, str(e.method), e.user_name, e.session_id,
-             json.dumps(e.to_json(), ensure_ascii=False, default=str))
-            for e in events
-        ]
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                (last,) = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-                before = db.total_changes
-                db.executemany(
-                    "INSERT INTO events(id, time_us, host, method, user_name, session_id, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-                    rows,
-                )
-                seqs: Sequence[int]
-                if db.total_changes - before == len(rows):
-                    # All new: under the write lock they took the next seqs in order.
-                    seqs = range(last + 1, last + 1 + len(rows))
-                else:
-                    seqs = self._seqs_of([e.id for e in events])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+    def append_many(
+        self, events: Sequence[SensEvent], *, history: bool = False
+    ) -> list[AppendResult]:
+        """Add many events in one transaction (one commit, one fsync at most).
+
+        ``history``: the new ones are imported history, which persistent subscriptions are not
+        sent — marked in the same transaction, so no delivery can see them unmarked."""
+        last, seqs = self._append(events, history)
         out: list[AppendResult] = []
         seen: set[str] = set()
         for e, seq in zip(events, seqs, strict=True):
@@ -197,15 +178,67 @@ class Journal:
             out.append(AppendResult(e.with_seq(seq), new))
         return out
 
-    def _seqs_of(self, ids: list[str]) -> list[int]:
+    def append_count(self, events: Sequence[SensEvent], *, history: bool = False) -> int:
+        """:meth:`append_many` for a caller that needs only how many of ``events`` were new
+        (a bulk import): the stored copies with their ``seq`` are not built."""
+        return self._append(events, history, with_seqs=False)[1][0]
+
+    def _append(
+        self, events: Sequence[SensEvent], history: bool, with_seqs: bool = True
+    ) -> tuple[int, list[int]]:
+        """Insert the events whose ids are new; the last seq before, and each event's seq
+        (``with_seqs``) or only the number of new events."""
+        ids = [e.id for e in events]
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                (last,) = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+                known = self._known(ids)
+                fresh: dict[str, int] = {}
+                todo: list[SensEvent] = []
+                for e in events:
+                    i = e.id
+                    if i in known or i in fresh:
+                        continue  # already journaled: not even encoded
+                    fresh[i] = last + 1 + len(todo)
+                    todo.append(e)
+                rows = [(seq, e.id, _us(e.time), e.host, str(e.method), e.user_name,
+                         e.session_id, body)
+                        for seq, e, body in zip(count(last + 1), todo, json_texts(todo))]
+                if rows:
+                    db.executemany(
+                        "INSERT INTO events(seq, id, time_us, host, method, user_name,"
+                        " session_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                    if history:
+                        db.executemany("INSERT OR IGNORE INTO history(seq) VALUES (?)",
+                                       [(r[0],) for r in rows])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        if not with_seqs:
+            return last, [len(rows)]
+        return last, [fresh[i] if i in fresh else known[i] for i in ids]
+
+    def _known(self, ids: list[str]) -> dict[str, int]:
+        """id -> seq of those of ``ids`` already journaled (inside the write transaction)."""
+        (top,) = self._db.execute("SELECT max(id) FROM events").fetchone()
+        if top is None:
+            return {}
+        # Ids begin with their time: events newer than everything journaled (a live event, a
+        # history import in time order) need no lookup at all.
+        maybe = [i for i in ids if i <= top]
         found: dict[str, int] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
+        for n in range(0, len(maybe), 500):
+            chunk = maybe[n : n + 500]
             marks = ",".join("?" * len(chunk))
             found.update(self._db.execute(
                 f"SELECT id, seq FROM events WHERE id IN ({marks})", chunk
             ).fetchall())
-        return [found[i] for i in ids]
+        return found
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ settings. Its cursor (``subscription:<id>`` in the journal's ``cursors`` table) 
 has been delivered up to. A new subscription starts at the current end of the journal (only
 what happens from now on), unless ``from_start`` asks for every journaled event.
 
-Imported history is not delivered: ``sens import`` records the seqs it added with
-:func:`mark_history` (unless ``--deliver``), and the delivery loop skips them.
+Imported history is not delivered: ``sens import`` marks the seqs it adds as history in the
+same transaction (unless ``--deliver``), and the delivery loop skips them.
 """
 
 from __future__ import annotations
@@ -303,7 +303,8 @@ class SubscriptionStore:
 
 def mark_history(journal: Journal, seqs: Iterable[int]) -> None:
     """Record that these journaled events are history (imported), not to be delivered to
-    persistent subscriptions. ``sens import`` calls this unless ``--deliver``."""
+    persistent subscriptions (``sens import`` does it in its own transaction with
+    ``Journal.append_many(events, history=True)``)."""
     with closing(sqlite3.connect(str(journal.path), timeout=30)) as db, db:
         db.executemany("INSERT OR IGNORE INTO history(seq) VALUES (?)", ((s,) for s in seqs))
 
