@@ -280,14 +280,7 @@ class EventSystem:
         tracking = method is Method.Logon or method is Method.Logoff
         if tracking:
             self._track_before(event)
-        delivered = failed = 0
-        for handler in plan.fast:
-            delivered += 1
-            try:
-                handler(event)
-            except Exception:
-                failed += 1
-                log.exception("subscriber %r failed on event %s", handler, event.id)
+        delivered, failed = _call_plain(plan.fast, event)
         if plan.slow or plan.by_user or plan.by_session or plan.by_host:
             pending: list[Subscription] = []
             for sub in self._candidates(event, plan):
@@ -309,14 +302,7 @@ class EventSystem:
         method: Method = event.method  # type: ignore[assignment]
         plan = self._plans.get(method) or self._plan(method)
         self._track_before(event)
-        delivered = failed = 0
-        for handler in plan.fast:
-            delivered += 1
-            try:
-                handler(event)
-            except Exception:
-                failed += 1
-                log.exception("subscriber %r failed on event %s", handler, event.id)
+        delivered, failed = _call_plain(plan.fast, event)
         together: list[Awaitable[bool]] = []
         for sub in self._candidates(event, plan):
             if not self._admits(sub, event):
@@ -378,6 +364,18 @@ class EventSystem:
             return asyncio.run(go())
         raise RuntimeError("fire() was called from a running event loop with async "
                            "subscribers: use 'await afire(event)'")
+
+
+def _call_plain(handlers: tuple[Handler, ...], event: SensEvent) -> tuple[int, int]:
+    """Call the plain callables of a plan; (delivered, failed)."""
+    failed = 0
+    for handler in handlers:
+        try:
+            handler(event)
+        except Exception:
+            failed += 1
+            log.exception("subscriber %r failed on event %s", handler, event.id)
+    return len(handlers), failed
 
 
 def _label(sub: Subscription) -> str:
