@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -25,6 +25,7 @@ __all__ = [
     "Method",
     "SensEvent",
     "format_time",
+    "json_texts",
     "make_event_id",
     "parse_method",
     "parse_time",
@@ -305,15 +306,31 @@ class SensEvent:
         empty, ``session_id`` a string or None. It skips the constructor's checks, which is what
         makes bulk producers (the tracker on a history import) cheap; give anything else to
         ``SensEvent(...)``."""
-        event = _new_event(cls)
-        for setter, value in zip(_SETTERS, (
-            method, user_name, session_id,
-            _event_id(time, host, source, method, session_id, user_name, tty, logon_id),
-            None, time, observed, host, source, METHOD_CLASSES[method], domain, session_name,
-            session_type, tty, seat, remote, client_name, client_address, logon_id, reason,
-            synthesized, {} if raw is None else raw,
-        ), strict=True):
-            setter(event, value)
+        event = _new_event(cls)  # the fields in _SLOTS order (asserted below)
+        (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, s16, s17, s18,
+         s19, s20, s21) = _SETTERS
+        s0(event, method)
+        s1(event, user_name)
+        s2(event, session_id)
+        s3(event, _event_id(time, host, source, method, session_id, user_name, tty, logon_id))
+        s4(event, None)
+        s5(event, time)
+        s6(event, observed)
+        s7(event, host)
+        s8(event, source)
+        s9(event, METHOD_CLASSES[method])
+        s10(event, domain)
+        s11(event, session_name)
+        s12(event, session_type)
+        s13(event, tty)
+        s14(event, seat)
+        s15(event, remote)
+        s16(event, client_name)
+        s17(event, client_address)
+        s18(event, logon_id)
+        s19(event, reason)
+        s20(event, synthesized)
+        s21(event, {} if raw is None else raw)
         return event
 
     @property
@@ -418,8 +435,27 @@ _quote = json.encoder.encode_basestring
 _CLASSES_TEXT: dict[tuple[EventClass, ...], str] = {}
 
 
-def _json_text(e: SensEvent) -> str:
-    """to_json()'s text, built directly (the event's own JSON is the journal's hot path).
+def json_texts(events: Iterable[SensEvent]) -> list[str]:
+    """:meth:`SensEvent.to_json_text` of each event (the journal's bodies). A ``raw`` mapping
+    that several of them share (a Logon, its PostShell and its Logoff) is encoded once."""
+    raws: dict[int, tuple[Mapping[str, Any], str]] = {}
+    out = []
+    for e in events:
+        try:
+            raw = e.raw
+            known = raws.get(id(raw))
+            if known is None or known[0] is not raw:
+                # The mapping is kept in the table, so its id() cannot be reused meanwhile.
+                known = raws[id(raw)] = (raw, _ENCODE(dict(raw)) if raw else "{}")
+            out.append(_json_text(e, known[1]))
+        except TypeError:
+            out.append(_ENCODE(e.to_json()))
+    return out
+
+
+def _json_text(e: SensEvent, raw: str | None = None) -> str:
+    """to_json()'s text, built directly (the event's own JSON is the journal's hot path);
+    ``raw``: the text of ``e.raw`` when known.
 
     TypeError for a field that is not of its declared type."""
     classes = _CLASSES_TEXT.get(e.classes)
@@ -452,7 +488,7 @@ def _json_text(e: SensEvent) -> str:
         ', "logon_id": ', "null" if li is None else q(li),
         ', "reason": ', "null" if r is None else q(r),
         ', "synthesized": ', "true" if synthesized else "false",
-        ', "raw": ', _ENCODE(dict(e.raw)) if e.raw else "{}", "}",
+        ', "raw": ', raw if raw is not None else _ENCODE(dict(e.raw)) if e.raw else "{}", "}",
     ))
 
 
