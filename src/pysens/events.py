@@ -152,7 +152,7 @@ def snake_case(method: str) -> str:
 # Recent texts of format_time: an event's time is formatted for its id and again for its JSON,
 # and a Logon and its PostShell share one time. Bounded: cleared when full.
 _TIME_TEXT: dict[datetime, str] = {}
-_TIME_TEXT_MAX = 8192
+_TIME_TEXT_MAX = 20_000
 
 
 def format_time(t: datetime) -> str:
@@ -417,9 +417,22 @@ def _event_id(
     time: datetime, host: str, source: str, method: Method, session_id: str | None,
     user_name: str | None, tty: str | None, logon_id: str | None,
 ) -> str:
-    # str(method) is its value: a StrEnum's str() is the plain string.
-    return make_event_id(time, host, source, method, format_time(time), session_id, user_name,
-                         tty, logon_id)
+    """make_event_id(time, host, source, method, format_time(time), session_id, user_name,
+    tty, logon_id), inlined: every event's id is computed here."""
+    pairs = _PAIRS
+    prefix = _ID_PREFIX.get(time)
+    if prefix is None:
+        ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
+        if len(_ID_PREFIX) >= _TIME_TEXT_MAX:
+            _ID_PREFIX.clear()
+        prefix = _ID_PREFIX[time] = "".join([pairs[(ms >> s) & 1023] for s in _TIME_SHIFTS])
+    # An f-string renders None as "None" and a StrEnum as its value, as str() does.
+    key = (f"{host}\x1f{source}\x1f{method}\x1f{format_time(time)}\x1f{session_id}"
+           f"\x1f{user_name}\x1f{tty}\x1f{logon_id}")
+    h = int.from_bytes(_blake2b(key.encode(), digest_size=10).digest(), "big")
+    return prefix + "".join([pairs[(h >> s) & 1023] for s in _HASH_SHIFTS])
+
+
 _FIELD_NAMES = frozenset(_SLOTS)
 _NOT_NULL = frozenset({"id", "time", "observed", "host", "source", "remote", "synthesized", "raw"})
 _PLAIN_FIELDS = (

@@ -201,8 +201,34 @@ def _records(
 
 
 def _read(path: str, on_error: Callable[[str], None], source: str) -> Iterator[Observation]:
-    for rec in read_records(path, on_error):
-        yield from observe(rec, source)
+    return _observe_stream(read_records(path, on_error), source)
+
+
+def _observe_stream(records: Iterable[UtmpRecord], source: str) -> Iterator[Observation]:
+    """:func:`observe` for each record, less the ``superseded`` SessionVanished of logins on
+    lines known to be closed (most of them): it would only be looked up and dropped."""
+    # line -> open?  A line not seen since the last boot may be open: the file can begin
+    # mid-session or continue an older file read into the same tracker.
+    open_lines: dict[str, bool] = {}
+    unseen_open = True
+    for rec in records:
+        t = last_type(rec)
+        line = rec.line
+        if t == _USER_PROCESS and line:
+            if open_lines.get(line, unseen_open):
+                yield SessionVanished(rec.time, source, line, reason="superseded",
+                                      synthesized=True)
+            open_lines[line] = True
+            yield SessionRecord(rec.time, source, Method.Logon, _session_info(rec),
+                                post_shell=True)
+            continue
+        out = observe(rec, source)
+        if t == _DEAD_PROCESS and line:
+            open_lines[line] = False
+        elif out and isinstance(out[0], HostReset):
+            open_lines.clear()
+            unseen_open = False
+        yield from out
 
 
 def read_wtmp(path: str, on_error: Callable[[str], None]) -> Iterator[Observation]:
