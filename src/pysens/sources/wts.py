@@ -264,6 +264,7 @@ def _dlls() -> Any:
     user32.DispatchMessageW.restype = w.LPARAM
     user32.PostThreadMessageW.argtypes = [w.DWORD, w.UINT, w.WPARAM, w.LPARAM]
     user32.PostThreadMessageW.restype = w.BOOL
+    kernel32.GetCurrentThreadId.restype = w.DWORD
     kernel32.GetModuleHandleW.argtypes = [w.LPCWSTR]
     kernel32.GetModuleHandleW.restype = w.HMODULE
     kernel32.OpenEventW.argtypes = [w.DWORD, w.BOOL, w.LPCWSTR]

@@ -27,6 +27,9 @@ What the translator decides (the rules the codes alone leave open):
   it is only remembered: a new logon's connect comes before its SESSION_LOGON, and the query may
   already name the user then.
 * SESSION_DESKTOP_READY (0xF) is the PostShell; without it (older Windows) there is none.
+* SESSION_LOCK / SESSION_UNLOCK are DisplayLock / DisplayUnlock; the tracker lets an unlock through
+  only after a lock it knows of — the snapshot's WTSINFOEX lock flag counts (a session waiting
+  behind a fast user switch is reported locked there), a switch that sent no SESSION_LOCK does not.
 * SESSION_TERMINATE of a session still logged on (its LOGOFF was missed) is a synthesized Logoff.
 * A query that fails leaves its fields null (a ``logging.debug`` line names the query and the
   error); the event still fires with what the translator remembers. A SESSION_LOGON whose user
