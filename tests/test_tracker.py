@@ -335,3 +335,17 @@ def test_a_logoff_record_keeps_its_own_raw_fields() -> None:
     (off,) = t.feed(SessionRecord(at(1), "evtx", M.Logoff, SessionInfo("2", user_name="a",
                                                                        raw={"EventID": 23})))
     assert off.raw == {"EventID": 23}
+
+
+def test_a_reconnect_from_elsewhere_replaces_the_client() -> None:
+    t = Tracker(host="h")
+    rdp = SessionInfo("2", user_name="a", remote=True, client_name="LAPTOP",
+                      client_address="10.0.0.5")
+    console = SessionInfo("2", user_name="a")
+    ev = t.feed_all([SessionRecord(at(0), "wts", M.Logon, rdp),
+                     SessionRecord(at(1), "wts", M.SessionDisconnect, rdp),
+                     SessionRecord(at(2), "wts", M.SessionReconnect, console)])
+    assert ev[-1].method is M.SessionReconnect
+    assert (ev[-1].remote, ev[-1].client_name, ev[-1].client_address) == (False, None, None)
+    s = t.session("2")
+    assert s is not None and s.info.remote is False and s.info.client_address is None

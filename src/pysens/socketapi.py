@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import grp
 import json
 import logging
 import os
@@ -131,6 +130,8 @@ class SocketServer:
         self.backend = backend
         self.gid: int | None = None
         if group is not None:
+            import grp  # POSIX only: imported here so the module loads on Windows
+
             try:
                 self.gid = grp.getgrnam(group).gr_gid
             except KeyError:

@@ -337,6 +337,11 @@ class Tracker:
             self._open[key] = s
         else:
             s.info = _merge(s.info, info)
+            if method is M.SessionReconnect:
+                # A reconnect is a new connection, perhaps from elsewhere (RDP, then the
+                # console): its client fields replace the old ones, unknown ones included.
+                s.info = replace(s.info, remote=info.remote, client_name=info.client_name,
+                                 client_address=info.client_address)
         if method is M.Logoff:
             # raw: the logoff record's own fields, not the logon's
             return self._logoff(key, s, obs.time, obs.source, obs.reason, obs.synthesized, info)
