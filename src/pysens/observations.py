@@ -32,9 +32,9 @@ class SessionInfo:
     class is not a user class, or that have no user name, are not user sessions and get no events.
     ``active`` is meaningful for sessions with a seat (a VT switch makes one inactive);
     ``state`` is logind's State (``online``, ``active``, ``closing``), or ``disconnected`` for a
-    seatless session a source finds detached (a GNU screen, a WTS disconnected session). ``session_id`` is ``None``
-    when the record does not carry one (Security 4624 has only a logon id): the tracker then keys
-    the session by ``logon_id``, else by user.
+    seatless session a source finds detached (a GNU screen, a WTS disconnected session).
+    ``session_id`` is ``None`` when the record does not carry one (Security 4624 has only a logon
+    id): the tracker then keys the session by ``logon_id``, else by user.
     """
 
     session_id: str | None
