@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import random
 import signal
@@ -218,7 +219,6 @@ class Forwarder:
         self.stats = ForwarderStats(cursor=self.journal.cursor(self.cursor_name))
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._lost = asyncio.Event()
         self._reader: sqlite3.Connection | None = None
         self._nc: Any = None
         self._running: asyncio.Future[None] | None = None
@@ -289,71 +289,95 @@ class Forwarder:
     # -- one connection ----------------------------------------------------------------------
 
     async def _disconnect(self) -> None:
-        nc, self._nc = self._nc, None
-        if nc is not None:
+        conn, self._nc = self._nc, None
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await nc.close()
+                await conn.close()
 
     async def _session(self, drain: bool) -> None:
-        self._lost.clear()
+        from ..natsproto import NatsConnection
 
-        async def lost() -> None:
-            self._lost.set()
-            self._wake.set()
-
-        self._nc = await connect(self.url, disconnected_cb=lost, closed_cb=lost)
+        # nats-py for the stream's creation (rare, many fields); the lean protocol connection
+        # for the publishes themselves, where nats-py's per-message cost would dominate.
+        nc = await connect(self.url)
+        try:
+            await ensure_stream(nc.jetstream(), self.settings)
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        self._nc = await NatsConnection.open(self.url, name="sens-forward")
         self.stats.connects += 1
-        js = self._nc.jetstream(publish_async_max_pending=self.max_in_flight + 1)
-        await ensure_stream(js, self.settings)
         log.info("forwarding %s to %s from seq %d", self.journal.path, _safe_url(self.url),
                  self.stats.cursor)
-        await self._pump(js, drain)
+        await self._pump(self._nc, drain)
 
-    async def _pump(self, js: Any, drain: bool) -> None:
-        inflight: deque[tuple[int, asyncio.Future[Any]]] = deque()
+    async def _pump(self, conn: Any, drain: bool) -> None:
+        # Each publish's reply subject is <inbox>.<journal seq>: the ack names its event, and
+        # one wildcard subscription takes them all, in whatever order they come.
+        inbox = conn.new_inbox()
+        done: set[int] = set()
+        failed: list[str] = []
+        acked_now = asyncio.Event()
+        skip = len(inbox) + 1
+        stats = self.stats
+
+        def on_ack(subject: bytes, reply: bytes, headers: bytes, data: bytes) -> None:
+            if not data or b'"error"' in data:
+                failed.append(_ack_error(headers, data))
+            else:
+                if b'"duplicate"' in data:
+                    stats.duplicates += 1
+                done.add(int(subject[skip:]))
+            acked_now.set()
+
+        conn.subscribe(inbox + ".*", on_ack)
+        conn.closed.add_done_callback(lambda _: acked_now.set())
+        reply_prefix = (inbox + ".").encode()
+        inflight: deque[int] = deque()
         sent = acked = self.journal.cursor(self.cursor_name)
-        self.stats.cursor = acked
-        saved = acked
+        stats.cursor = saved = acked
         prefix = self.settings.prefix
         fixed = host_token(self.host) if self.host else None
+        loop = asyncio.get_running_loop()
+        last_progress = loop.time()
         while True:
-            if self._lost.is_set():
-                raise _Lost("the connection to the server was lost")
-            rows: list[tuple[int, str, str, str, str]] = []
+            if failed:
+                raise _Lost(f"the server refused an event ({failed[0]})")
+            if conn.closed.done():
+                raise _Lost(conn.closed.result())
             room = self.max_in_flight - len(inflight)
+            rows: list[tuple[int, str, str, str, str]] = []
             if room > 0 and not self._stop.is_set():
                 rows = self._read(sent, min(room, self.batch))
-                for seq, event_id, host, method, body in rows:
-                    subject = f"{prefix}.{fixed or host_token(host)}.{method}"
-                    fut = await js.publish_async(subject, _payload(body, seq),
-                                                 headers={"Nats-Msg-Id": event_id})
-                    inflight.append((seq, fut))
-                    sent = seq
-                self.stats.published += len(rows)
-            while inflight and inflight[0][1].done():
-                seq, fut = inflight.popleft()
-                if fut.cancelled() or fut.exception() is not None:
-                    exc = fut.exception() if not fut.cancelled() else None
-                    raise _Lost(f"the server refused an event ({_describe(exc, self.url)})"
-                                if exc else "a publish was cancelled")
-                self.stats.acked += 1
-                if fut.result().duplicate:
-                    self.stats.duplicates += 1
-                acked = seq
+                if rows:
+                    conn.write(_frames(rows, reply_prefix, prefix, fixed))
+                    inflight.extend(r[0] for r in rows)
+                    sent = rows[-1][0]
+                    stats.published += len(rows)
+            if done:
+                n = 0
+                while inflight and inflight[0] in done:
+                    done.discard(acked := inflight.popleft())
+                    n += 1
+                stats.acked += n
+                if n:
+                    last_progress = loop.time()
             if acked != saved:
                 self.journal.set_cursor(self.cursor_name, acked)
-                self.stats.cursor = saved = acked
-            if rows and len(inflight) < self.max_in_flight:
-                await asyncio.sleep(0)  # let the acks that arrived meanwhile be handled
-                continue
+                stats.cursor = saved = acked
+            if rows:
+                await conn.drain()
+                if len(inflight) < self.max_in_flight:
+                    await asyncio.sleep(0)  # let the acks that arrived meanwhile be handled
+                    continue
             if inflight:
-                try:
-                    await asyncio.wait_for(asyncio.shield(inflight[0][1]), self.ack_timeout)
-                except TimeoutError:
-                    raise _Lost(f"no ack within {self.ack_timeout:g} s") from None
-                except Exception:  # noqa: S110 - examined on the next turn of the loop
-                    pass
+                if loop.time() - last_progress > self.ack_timeout:
+                    raise _Lost(f"no ack within {self.ack_timeout:g} s")
+                acked_now.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(acked_now.wait(), self.ack_timeout)
                 continue
+            last_progress = loop.time()
             if self._stop.is_set() or (drain and self._last_seq() <= acked):
                 return
             self._wake.clear()
@@ -392,12 +416,48 @@ class Forwarder:
 _SEQ_NULL = '"seq": null}'
 
 
-def _payload(body: str, seq: int) -> bytes:
-    # The journal stores each body with "seq": null as its last key; the published event carries
-    # its seq (SPEC §2). Patch the text when it has that shape, else rebuild it.
+def _payload(body: str, seq: int, event_id: str) -> bytes:
+    """The published text of a journal body: the event with its seq (SPEC §2).
+
+    The journal stores ``{"id": "<id>", "time": …}`` without a seq (SensEvent.to_json_text
+    puts a set seq right after the id), older journals ``…, "seq": null}``; either is patched
+    as text, and anything else is rebuilt through SensEvent.
+    """
+    head = f'{{"id": "{event_id}", '
+    if body.startswith(head) and body[len(head):len(head) + 6] != '"seq":':
+        return f'{head}"seq": {seq}, {body[len(head):]}'.encode()
     if body.endswith(_SEQ_NULL):
         return f'{body[: -len(_SEQ_NULL)]}"seq": {seq}}}'.encode()
     return SensEvent.from_json(body).evolve(seq=seq).to_json_text().encode()
+
+
+def _frames(rows: list[tuple[int, str, str, str, str]], reply_prefix: bytes, prefix: str,
+            fixed: str | None) -> bytes:
+    """One HPUB frame per journal row, joined: subject, reply ``<inbox>.<seq>``, the
+    ``Nats-Msg-Id`` header and the body with its seq (:func:`_payload`)."""
+    out: list[bytes] = []
+    add = out.append
+    for seq, event_id, host, method, body in rows:
+        hdr = f"NATS/1.0\r\nNats-Msg-Id: {event_id}\r\n\r\n".encode()
+        data = _payload(body, seq, event_id)
+        h = len(hdr)
+        add(f"HPUB {prefix}.{fixed or host_token(host)}.{method} ".encode() + reply_prefix
+            + f"{seq} {h} {h + len(data)}\r\n".encode() + hdr + data + b"\r\n")
+    return b"".join(out)
+
+
+def _ack_error(headers: bytes, data: bytes) -> str:
+    """What a negative JetStream publish reply says, in one phrase."""
+    from ..natsproto import status_of
+
+    code = status_of(headers)
+    if code == 503:
+        return "no JetStream stream takes this subject (no responders)"
+    try:
+        err = json.loads(data).get("error") or {}
+        return str(err.get("description") or err)
+    except (ValueError, AttributeError):
+        return f"status {code}" if code else "an unreadable reply"
 
 
 def _describe(exc: BaseException | None, url: str) -> str:
