@@ -23,6 +23,7 @@ COMMANDS: list[str] = [
     "sessions",
     "publish",
     "history",
+    "timeline",
     "importcmd",
     "collect",
     "serve",
