@@ -109,6 +109,15 @@ def test_equalities_for_indexing() -> None:
     assert compile_criteria("bstrUserName != 'a'").equalities == {}
 
 
+def test_guids_compare_without_regard_to_case_or_braces() -> None:
+    c = compile_criteria("logon_id = {6F9619FF-8B86-D011-B42D-00C04FC964FF}")
+    for held in ("6f9619ff-8b86-d011-b42d-00c04fc964ff", "{6F9619FF-8B86-D011-B42D-00C04FC964FF}"):
+        assert c.matches(SensEvent(method="Logon", user_name="a", logon_id=held))
+    assert not c.matches(SensEvent(method="Logon", user_name="a", logon_id="0x3e7"))
+    assert compile_criteria("logon_id != {6F9619FF-8B86-D011-B42D-00C04FC964FF}").matches(BOB)
+    assert c.equalities == {}  # not indexed: the index compares exactly
+
+
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
     with pytest.raises(CriteriaError):
         compile_criteria("(" * 5000 + "host = 'a'" + ")" * 5000)

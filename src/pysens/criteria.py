@@ -99,6 +99,16 @@ def _lex(text: str) -> list[_Tok]:
 _MISSING = object()
 
 
+class _Guid(str):
+    """A {GUID} constant, held lower case without braces; GUIDs compare case-insensitively."""
+
+    __slots__ = ()
+
+
+def _guid_text(v: Any) -> Any:
+    return v.strip("{}").lower() if isinstance(v, str) else v
+
+
 @dataclass(frozen=True, slots=True)
 class Criteria:
     """A compiled filter. ``matches(event)`` says whether an event passes it.
@@ -219,7 +229,7 @@ class _Parser:
         value = self.constant(self.take(), op)
         equal = op.text in ("=", "==")
         eqs: Eqs = {}
-        if equal and value is not None and not isinstance(value, bool):
+        if equal and value is not None and not isinstance(value, (bool, _Guid)):
             eqs[column] = _index_value(column, value)
         return _compare(column, value, equal), eqs
 
@@ -228,7 +238,7 @@ class _Parser:
             quote = tok.text[0]
             return tok.text[1:-1].replace(quote * 2, quote)
         if tok.kind == "guid":
-            return tok.text[1:-1].lower()
+            return _Guid(tok.text[1:-1].lower())
         if tok.kind == "int":
             return int(tok.text)
         if self.is_word(tok, "true"):
@@ -269,6 +279,9 @@ def _compare(column: str, value: Any, equal: bool) -> Predicate:
     if column == "classes":
         wanted = str(value)
         return lambda e: any(str(c) == wanted for c in e.classes) == equal
+    if isinstance(value, _Guid):
+        # an event may hold a GUID in either case, with or without braces
+        return lambda e: (_guid_text(getattr(e, column, _MISSING)) == value) == equal
     if column == "method" and isinstance(value, str):
         value = _index_value("method", value)
     if isinstance(value, bool):
