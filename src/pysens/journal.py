@@ -203,8 +203,8 @@ class Journal:
                         continue  # already journaled: not even encoded
                     fresh[i] = last + 1 + len(todo)
                     todo.append(e)
-                rows = [(seq, e.id, _us(e.time), e.host, str(e.method), e.user_name,
-                         e.session_id, body)
+                rows = [(seq, e.id, int(e.time.timestamp()) * 1_000_000 + e.time.microsecond,
+                         e.host, str(e.method), e.user_name, e.session_id, body)
                         for seq, e, body in zip(count(last + 1), todo, json_texts(todo))]
                 if rows:
                     db.executemany(

@@ -44,6 +44,10 @@ _DUPLICATE_WINDOW = timedelta(seconds=5)
 _CLOSED_MEMORY = 10_000
 
 Key = tuple[str, str]
+_SESSION_METHODS = frozenset({
+    M.Logon, M.Logoff, M.SessionDisconnect, M.SessionReconnect, M.PostShell, M.DisplayLock,
+    M.DisplayUnlock, M.StartScreenSaver, M.StopScreenSaver,
+})
 
 
 def _now() -> datetime:
@@ -301,9 +305,7 @@ class Tracker:
         method = obs.method
         info = obs.info
         key = self._key(obs.host, info)
-        if method not in (M.Logon, M.Logoff, M.SessionDisconnect, M.SessionReconnect,
-                          M.PostShell, M.DisplayLock, M.DisplayUnlock,
-                          M.StartScreenSaver, M.StopScreenSaver):
+        if method not in _SESSION_METHODS:
             # Network and power events are not about a session: passed through as they are.
             return [self._plain(info, method, obs)]
         if not is_user_session(info):

@@ -255,7 +255,9 @@ def decode_all(
     big_endian = layout.big_endian
     new = object.__new__
     setters = _RECORD_SETTERS
-    text = _text
+    # Lines, users and hosts repeat: each distinct field is decoded once per call.
+    texts: dict[bytes, str] = {}
+    known = texts.get
     delta = timedelta
     epoch = _EPOCH
     off = base - size
@@ -269,8 +271,20 @@ def decode_all(
                 on_error(off, str(e))
             continue
         rec = new(UtmpRecord)
+        line_s = known(line)
+        if line_s is None:
+            line_s = texts[line] = _text(line)
+        id_s = known(ident)
+        if id_s is None:
+            id_s = texts[ident] = _text(ident)
+        user_s = known(user)
+        if user_s is None:
+            user_s = texts[user] = _text(user)
+        host_s = known(host)
+        if host_s is None:
+            host_s = texts[host] = _text(host)
         for setter, value in zip(setters, (
-            typ, pid, text(line), text(ident), text(user), text(host), term, status, session,
+            typ, pid, line_s, id_s, user_s, host_s, term, status, session,
             epoch + delta(0, sec, usec),
             None if not (a0 or a1 or a2 or a3) else _address((a0, a1, a2, a3), big_endian),
             off,

@@ -222,10 +222,13 @@ def _observe_stream(records: Iterable[UtmpRecord], source: str) -> Iterator[Obse
             yield SessionRecord(rec.time, source, Method.Logon, _session_info(rec),
                                 post_shell=True)
             continue
+        if t == _DEAD_PROCESS:
+            if line:
+                open_lines[line] = False
+                yield SessionVanished(rec.time, source, line)
+            continue
         out = observe(rec, source)
-        if t == _DEAD_PROCESS and line:
-            open_lines[line] = False
-        elif out and isinstance(out[0], HostReset):
+        if out and isinstance(out[0], HostReset):
             open_lines.clear()
             unseen_open = False
         yield from out
