@@ -6,6 +6,7 @@ logins with their logouts, logins superseded on their line), then times, best of
 * ``last -f FILE -x > /dev/null`` (the peer: reads and pairs the same records);
 * pysens reading the records only, and turning them into observations;
 * pysens reading + pairing (records -> observations -> tracker -> SENS events);
+* the same through the importer, each batch's journal bodies (JSON) built but not stored;
 * ``sens import wtmp FILE`` into a fresh journal, and again into the same journal (nothing new).
 
 Run: ``python bench/bench_wtmp.py [RECORDS]`` (default 200,000).
@@ -24,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pysens.cli import main as sens_main
+from pysens.events import json_texts
+from pysens.importer import Importer
 from pysens.sources.wtmp import read_records, read_wtmp
 from pysens.tracker import Tracker
 
@@ -102,6 +105,12 @@ def main() -> None:
             tracker = Tracker(host="bench")
             return sum(len(tracker.feed(obs)) for obs in read_wtmp(str(wtmp), print))
 
+        def pair_and_encode() -> int:
+            sizes: list[int] = []
+            Importer(None, host="bench", on_events=lambda evs: sizes.append(
+                len(json_texts(evs)))).import_files("wtmp", [str(wtmp)])
+            return sum(sizes)
+
         def sens_import(journal: Path) -> Callable[[], int]:
             def go() -> int:
                 journal.unlink(missing_ok=True)
@@ -112,6 +121,7 @@ def main() -> None:
         t_read, n = best(read_only)
         t_obs, _ = best(read_observations)
         t_pair, events = best(read_and_pair)
+        t_encode, encoded = best(pair_and_encode)
         journal = Path(tmp) / "journal.db"
         t_import, _ = best(sens_import(journal))
         start = time.perf_counter()
@@ -120,18 +130,19 @@ def main() -> None:
 
     print(f"wtmp: {records:,} records ({size / 1e6:.1f} MB), {events:,} SENS events; "
           f"best of {REPEAT}, wall time")
-    print(f"{'run':<44}{'seconds':>9}{'records/s':>12}{'vs last':>9}")
+    print(f"{'run':<46}{'seconds':>9}{'records/s':>12}{'vs last':>9}")
     rows = [
         ("last -f FILE -x > /dev/null", t_last),
         ("pysens: read records", t_read),
         ("pysens: read -> observations", t_obs),
         ("pysens: read + pair (tracker -> events)", t_pair),
+        ("pysens: read + pair + JSON bodies, no SQLite", t_encode),
         ("sens import (fresh journal)", t_import),
         ("sens import again (all already journaled)", t_again),
     ]
     for name, secs in rows:
-        print(f"{name:<44}{secs:>9.3f}{records / secs:>12,.0f}{secs / t_last:>8.2f}x")
-    assert n == records
+        print(f"{name:<46}{secs:>9.3f}{records / secs:>12,.0f}{secs / t_last:>8.2f}x")
+    assert n == records and encoded == events
 
 
 if __name__ == "__main__":
