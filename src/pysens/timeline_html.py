@@ -142,10 +142,10 @@ rgba(0,0,0,.25));mask-image:linear-gradient(90deg,#000 calc(100% - 14px),rgba(0,
 mask-image:linear-gradient(90deg,rgba(0,0,0,.25),#000 14px)}
 .end{position:absolute;top:2px;height:18px;width:2px;background:#1d2433}
 .why{position:absolute;top:3px;font-size:11px;color:#5a6477;white-space:nowrap;padding:0 5px}
-.why.left{transform:translateX(-100%)}
 .why.syn{font-style:italic}
 .why.still{color:VAR_C}
-.row .track{overflow:hidden;height:22px}
+.row .track{height:22px}
+.clip{position:absolute;top:0;bottom:0;left:0;right:0;overflow:hidden}
 #sel{position:fixed;top:0;bottom:0;display:none;background:rgba(47,109,181,.12);
 border:1px solid rgba(47,109,181,.5);pointer-events:none;z-index:6}
 button{font:inherit;padding:2px 8px;border:1px solid #c3cad6;border-radius:4px;background:#f6f7fa}
@@ -176,13 +176,16 @@ function place(){
   document.querySelectorAll('.chart [data-s]').forEach(function(el){
     var s=+el.dataset.s,x=pct(s);el.style.left=x+'%';
     if(el.dataset.e!==undefined)el.style.width=Math.max(pct(+el.dataset.e)-x,0)+'%';
-    if(el.classList.contains('why'))el.classList.toggle('left',x>85);});
+    if(el.classList.contains('why'))el.style.display=(x<0||x>100)?'none':'';});
   var axis=document.getElementById('axis'),grid=document.getElementById('grid');
   axis.textContent='';grid.textContent='';
   ticks().forEach(function(tk){var x=pct(tk[0])+'%',a=document.createElement('span');
     a.className='tick';a.style.left=x;a.textContent=tk[1];axis.appendChild(a);
     var g=document.createElement('i');g.style.left=x;grid.appendChild(g);});
-  document.getElementById('reset').style.display=(lo===LO&&hi===HI)?'none':'';}
+  var zoomed=!(lo===LO&&hi===HI);
+  document.getElementById('reset').style.display=zoomed?'':'none';
+  try{history.replaceState(null,'',zoomed?'#zoom='+lo.toFixed(0)+','+hi.toFixed(0):'#');}
+  catch(e){}}
 var tip=document.getElementById('tip'),sel=document.getElementById('sel'),drag=null;
 function frac(x){var r=document.getElementById('axis').getBoundingClientRect();
   return Math.min(Math.max((x-r.left)/r.width,0),1);}
@@ -209,6 +212,8 @@ document.addEventListener('mouseup',function(ev){
 function reset(){lo=LO;hi=HI;place();}
 document.addEventListener('dblclick',function(ev){if(ev.target.closest('.chart,.axis'))reset();});
 document.getElementById('reset').addEventListener('click',reset);
+var m=/zoom=(\\d+(?:\\.\\d*)?),(\\d+(?:\\.\\d*)?)/.exec(location.hash);
+if(m&&+m[2]>+m[1]){lo=+m[1];hi=+m[2];place();}
 var box=document.getElementById('q');
 box.addEventListener('input',function(){
   var q=box.value.toLowerCase(),n=0;
@@ -252,7 +257,7 @@ def _row(s: SessionSpan, scale: _Scale, open_end: datetime, live: bool) -> str:
     parts = [f'<div class="row" data-search="{a(search)}">'
              f'<div class="label" data-tip="{a(_session_tip(s, open_end, live))}">'
              f'<span class="user">{a(who)}</span> <span class="sid">{a(sid)}</span></div>'
-             '<div class="track">']
+             '<div class="track"><div class="clip">']
     for n, iv in enumerate(s.intervals):
         cls: str = iv.state
         if iv.end is None:
@@ -262,18 +267,18 @@ def _row(s: SessionSpan, scale: _Scale, open_end: datetime, live: bool) -> str:
         end = iv.end or max(open_end, iv.start)
         parts.append(f'<div class="bar {cls}" {scale.at(iv.start, end)}'
                      f' data-tip="{a(_interval_tip(s, n, open_end, live))}"></div>')
+    label = ""
     if s.logoff is not None:
         why = s.logoff_reason or ("" if s.synthesized else "logoff")
         if s.synthesized:
             why = f"{why}*" if why else "synthesized"
-        side = " left" if scale.pct(s.logoff) > 85 else ""
         syn = " syn" if s.synthesized else ""
-        parts.append(f'<div class="end" {scale.at(s.logoff)}></div>'
-                     f'<span class="why{side}{syn}" {scale.at(s.logoff)}>{a(why)}</span>')
+        parts.append(f'<div class="end" {scale.at(s.logoff)}></div>')
+        label = f'<span class="why{syn}" {scale.at(s.logoff)}>{a(why)}</span>'
     else:
         text = "still open" if live else "open at the last record"
-        side = " left" if scale.pct(open_end) > 85 else ""
-        parts.append(f'<span class="why still{side}" {scale.at(open_end)}>{text}</span>')
+        label = f'<span class="why still" {scale.at(open_end)}>{text}</span>'
+    parts.append("</div>" + label)
     parts.append("</div></div>")
     return "".join(parts)
 
