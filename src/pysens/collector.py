@@ -34,6 +34,9 @@ from .sinks.nats import (
 )
 from .store import Rejected, Store, StoredEvent, StoreError, open_store
 
+#: subject, ack reply subject, header block, body (see pysens.natsproto).
+Delivery = tuple[bytes, bytes, bytes, bytes]
+
 __all__ = ["DEFAULT_DURABLE", "Collector", "CollectorStats", "check_message"]
 
 log = logging.getLogger("pysens.collect")
@@ -53,6 +56,9 @@ class CollectorStats:
     failures: int = 0
 
 
+_loads = json.JSONDecoder().decode
+
+
 def _us(text: str) -> int:
     t = datetime.fromisoformat(text)
     if t.tzinfo is None:
@@ -69,7 +75,8 @@ def check_message(subject: str, data: bytes, msg_id: str | None,
     ``Nats-Msg-Id`` when there is one), a known ``method``, a ``host``, and ISO ``time``.
     """
     try:
-        obj = json.loads(data)
+        text = data.decode()  # once: json.loads(bytes) would sniff and decode again
+        obj = _loads(text)
     except (ValueError, UnicodeDecodeError) as e:
         return f"not JSON ({e})"
     if not isinstance(obj, dict):
@@ -106,8 +113,8 @@ def check_message(subject: str, data: bytes, msg_id: str | None,
         return "field 'raw' is not an object"
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
         return "field 'seq' is not an integer"
-    return StoredEvent(event_id, host, t_us, method, user, session, seq, subject,
-                       data.decode(), published_us)
+    return StoredEvent(event_id, host, t_us, method, user, session, seq, subject, text,
+                       published_us)
 
 
 class Collector:
@@ -188,77 +195,120 @@ class Collector:
         return self.stats
 
     async def _session(self, idle_since: float) -> float:
-        import nats.errors
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-        self._nc = await connect(self.url)
-        js = self._nc.jetstream()
-        await ensure_stream_exists(js, self.settings)
-        psub = await js.pull_subscribe(
-            self.subject, durable=self.durable, stream=self.settings.name,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=30,
-                max_deliver=-1, max_ack_pending=max(20_000, 4 * self.batch),
-            ),
-        )
+        from .natsproto import NatsConnection, status_of
+
+        # nats-py creates (or binds to) the stream and the durable consumer; the messages
+        # themselves come over the lean protocol connection (pysens.natsproto).
+        nc = await connect(self.url)
+        try:
+            js = nc.jetstream()
+            await ensure_stream_exists(js, self.settings)
+            await js.pull_subscribe(
+                self.subject, durable=self.durable, stream=self.settings.name,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                    ack_wait=30, max_deliver=-1,
+                    max_ack_pending=max(20_000, 4 * self.batch),
+                ),
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        conn = self._nc = await NatsConnection.open(self.url, name="sens-collect")
         log.info("collecting %s from %s into %s", self.subject, _safe_url(self.url),
                  self.store.url)
+        inbox = conn.new_inbox()
+        batch = self.batch
+        got: list[list[Delivery]] = [[]]
+        complete = asyncio.Event()
+
+        def on_msg(subject: bytes, reply: bytes, headers: bytes, data: bytes) -> None:
+            # A status (408 expired, 404 no messages, 409 …) ends the pull request; it has no
+            # ack reply subject, which every stream message has.
+            if not reply and status_of(headers):
+                complete.set()
+                return
+            mine = got[0]
+            mine.append((subject, reply, headers, data))
+            if len(mine) >= batch:
+                complete.set()
+
+        conn.subscribe(inbox, on_msg)
+        conn.closed.add_done_callback(lambda _: complete.set())
+        expires = int(self.fetch_timeout * 1e9)
+        body = f'{{"batch":{batch},"expires":{expires}}}'.encode()
+        request = (f"PUB $JS.API.CONSUMER.MSG.NEXT.{self.settings.name}.{self.durable} "
+                   f"{inbox} {len(body)}\r\n").encode() + body + b"\r\n"
         loop = asyncio.get_running_loop()
         # One batch is committed (in a worker thread) while the next is fetched and checked.
         committing: asyncio.Task[None] | None = None
+        conn.write(request)
         try:
-            while not self._stop.is_set():
+            while True:
                 try:
-                    msgs = await psub.fetch(self.batch, timeout=self.fetch_timeout)
-                except nats.errors.TimeoutError:
+                    await asyncio.wait_for(complete.wait(), self.fetch_timeout + 5)
+                except TimeoutError:
+                    raise ConnectionError("the server did not answer a fetch within "
+                                          f"{self.fetch_timeout + 5:g} s") from None
+                if conn.closed.done():
+                    raise ConnectionError(conn.closed.result())
+                complete.clear()
+                msgs, got[0] = got[0], []
+                stopping = self._stop.is_set()
+                if not msgs:
                     if committing is not None:
                         await committing
                         committing = None
-                    if self._nc.is_closed:
-                        raise ConnectionError("the connection to the server was lost") from None
-                    if self.exit_idle is not None and loop.time() - idle_since > self.exit_idle:
+                    if stopping or (self.exit_idle is not None
+                                    and loop.time() - idle_since > self.exit_idle):
                         return idle_since
+                    conn.write(request)
                     continue
+                if not stopping:
+                    conn.write(request)  # the next batch comes while this one is checked
                 idle_since = loop.time()
                 checked = self._check(msgs)
                 if committing is not None:
                     await committing
-                committing = asyncio.create_task(self._commit(msgs, *checked))
+                committing = asyncio.create_task(self._commit(conn, msgs, *checked))
+                if stopping:
+                    return idle_since
         finally:
             if committing is not None:
                 await committing
-        return idle_since
 
-    def _check(self, msgs: list[Any]) -> tuple[list[StoredEvent], list[Rejected]]:
+    def _check(self, msgs: list[Delivery]) -> tuple[list[StoredEvent], list[Rejected]]:
+        from .natsproto import header_value
+
         events: list[StoredEvent] = []
         rejected: list[Rejected] = []
-        for m in msgs:
-            meta = _meta(m.reply)
-            headers = m.headers or {}
-            item = check_message(m.subject, m.data, headers.get("Nats-Msg-Id"), meta[1])
+        for subject_b, reply, headers, data in msgs:
+            meta = _meta(reply.decode())
+            subject = subject_b.decode()
+            msg_id = header_value(headers, b"Nats-Msg-Id") if headers else None
+            item = check_message(subject, data, msg_id, meta[1])
             if isinstance(item, str):
                 log.warning("message %d on %s is not a pysens event: %s; kept aside in the "
-                            "store's rejected table", meta[0], m.subject, item)
-                rejected.append(Rejected(self.settings.name, meta[0], m.subject, item, m.data))
+                            "store's rejected table", meta[0], subject, item)
+                rejected.append(Rejected(self.settings.name, meta[0], subject, item, data))
             else:
                 events.append(item)
         return events, rejected
 
-    async def _commit(
-        self, msgs: list[Any], events: list[StoredEvent], rejected: list[Rejected]
-    ) -> None:
+    async def _commit(self, conn: Any, msgs: list[Delivery], events: list[StoredEvent],
+                      rejected: list[Rejected]) -> None:
         try:
             new = await asyncio.to_thread(self.store.commit, events, rejected)
         except StoreError:
             # Hand the batch back at once rather than after ack_wait: it is retried when the
             # store works again.
-            for m in msgs:
-                with contextlib.suppress(Exception):
-                    await m.nak()
+            with contextlib.suppress(Exception):
+                conn.write(b"".join(b"PUB " + m[1] + b" 4\r\n-NAK\r\n" for m in msgs))
             raise
-        # Only now is every event of the batch durable in the store: acknowledge.
-        for m in msgs:
-            await m.ack()
+        # Only now is every event of the batch durable in the store: acknowledge, in one write.
+        conn.write(b"".join(b"PUB " + m[1] + b" 4\r\n+ACK\r\n" for m in msgs))
         self.stats.batches += 1
         self.stats.received += len(msgs)
         self.stats.stored += new

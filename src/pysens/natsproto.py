@@ -157,7 +157,10 @@ class NatsConnection:
         return f"_INBOX.{secrets.token_hex(11)}"
 
     async def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection (idempotent), once the server has read what was written."""
+        if not self.closed.done():
+            with contextlib.suppress(Exception):
+                await self.flush(1.0)
         self._end("closed by this client")
         if self._task is not None:
             self._task.cancel()
