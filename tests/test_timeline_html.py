@@ -260,3 +260,24 @@ def test_hundreds_of_sessions(tmp_path: Path) -> None:
     dom = chromium(tmp_path, path.as_uri(), "--dump-dom")
     assert dom.count('class="row"') == 300
     assert dom.count('class="hostrow"') == 4  # three hosts and the hostile one
+
+
+def test_hovering_a_bar_shows_its_times_and_client(
+        page: tuple[Path, list[SessionSpan]], tmp_path: Path) -> None:
+    path, spans = page
+    # the page as served, plus a script that moves the mouse onto the first reconnected bar
+    hover = ("<script>(function(){var b=document.querySelectorAll('.chart .bar.connected')"
+             "[__N__];var r=b.getBoundingClientRect();b.dispatchEvent(new MouseEvent("
+             "'mousemove',{clientX:r.left+1,clientY:r.top+2,bubbles:true}));})();</script>")
+    bars = [(s, i) for s in sorted(spans, key=lambda s: (s.host, s.start, s.session_id or ""))
+            for i in s.intervals if i.state == "connected"]
+    n, (_, interval) = next((n, b) for n, b in enumerate(bars) if b[1].client_name == "HOME")
+    copy = tmp_path / "hover.html"
+    copy.write_text(path.read_text().replace("</body>", hover.replace("__N__", str(n))
+                                             + "</body>"))
+    dom = chromium(tmp_path, copy.as_uri(), "--dump-dom")
+    m = re.search(r'<div id="tip" style="([^"]*)">([^<]*)</div>', dom)
+    assert m and "display: block" in m.group(1), "the tooltip shows"
+    assert m.group(2).startswith("connected: ")
+    assert f"client HOME ({interval.client_address})" in m.group(2)
+    assert interval.start.strftime("%Y-%m-%d %H:%M:%S") in m.group(2)
