@@ -71,8 +71,9 @@ async def detect(**options: Any) -> tuple[str, str]:
     """``(name, why)`` of the live source ``auto`` picks on this host.
 
     Each source module may define ``async def probe(**options) -> str | None`` returning None
-    when it can run here, else the reason it cannot. Raises SourceUnavailable with every reason
-    when none can.
+    when it can run here, else the reason it cannot, and ``async def can_wait(**options)``
+    describing how it would wait for its data to appear. Raises SourceUnavailable with every
+    reason when no source can run or wait.
     """
     reasons = []
     for name in AUTO_ORDER:
@@ -91,4 +92,13 @@ async def detect(**options: Any) -> tuple[str, str]:
         if why_not is None:
             return name, getattr(module, "DESCRIPTION", name)
         reasons.append(f"{name}: {why_not}")
+    # Nothing runs here now. A source that can wait for its data to appear (utmp, once a login
+    # program creates /run/utmp) is better than refusing to watch at all.
+    for name in AUTO_ORDER:
+        module = importlib.import_module(SOURCES[name].partition(":")[0])
+        can_wait = getattr(module, "can_wait", None)
+        waiting = await can_wait(**options) if can_wait is not None else None
+        if waiting is not None:
+            return name, f"{waiting}; " + "; ".join(r for r in reasons
+                                                   if not r.startswith(name))
     raise SourceUnavailable("no live source is available here (" + "; ".join(reasons) + ")")

@@ -304,6 +304,14 @@ def open_utmp(path: str = DEFAULT_PATH, **options: Any) -> UtmpSource:
     return UtmpSource(path, **options)
 
 
+async def can_wait(path: str = DEFAULT_PATH, **_options: Any) -> str | None:
+    """When no live source is available: what watching for ``path`` to appear would be (its
+    directory exists), else None. A login program that writes utmp creates the file."""
+    if sys.platform.startswith("linux") and os.path.isdir(os.path.dirname(path) or "."):
+        return f"{path} does not exist yet: waiting for a login to create it"
+    return None
+
+
 async def probe(path: str = DEFAULT_PATH, **_options: Any) -> str | None:
     """None when there is a utmp file to watch here, else why not."""
     if not sys.platform.startswith("linux"):
