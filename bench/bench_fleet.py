@@ -4,8 +4,9 @@ A simulated fleet (1,000 host identities, each replaying a logon storm) is journ
 forwarder (this process) and ``sens collect`` (a child process: the two share the 2 cores with
 nats-server, as they would on one box) move it into a SQLite or PostgreSQL store. Measured:
 events/s from the forwarder's start until the last event is stored, and the lag from the
-stream's receive time to the store's commit (p50/p99). The peer is a plain nats-py
-``publish_async`` loop into a stream of its own, in the same run: what a publish alone costs.
+stream's receive time to the store's commit (p50/p99). The peers, in the same run, are a plain
+nats-py ``publish_async`` loop into a stream of its own (what a publish alone costs) and a plain
+nats-py ``fetch(1000)`` + ``ack()`` loop draining it (what consuming alone costs, no store).
 
     python bench/bench_fleet.py [--events 60000] [--hosts 1000] [--store sqlite|postgresql]
 """
@@ -75,9 +76,35 @@ async def peer(url: str, payloads: list[tuple[str, bytes, str]]) -> float:
     return len(payloads) / elapsed
 
 
-async def pipeline(url: str, journal: Journal, store_url: str, n: int,
-                   tmp: Path) -> tuple[float, list[int]]:
-    """Forwarder here, collector as a child; (events/s end to end, lags in µs)."""
+async def peer_consume(url: str, n: int) -> float:
+    """Plain nats-py durable pull consumer over the PEER stream: fetch(1000) + ack each; /s."""
+    import nats
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    psub = await js.pull_subscribe("peer.>", durable="peer", stream="PEER")
+    t = time.perf_counter()
+    got = 0
+    while got < n:
+        msgs = await psub.fetch(1000, timeout=5)
+        for m in msgs:
+            await m.ack()
+        got += len(msgs)
+    elapsed = time.perf_counter() - t
+    await nc.close()
+    return n / elapsed
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def pipeline(url: str, journal: Journal, store_url: str, n: int, tmp: Path,
+                   server_pid: int) -> tuple[float, list[int], dict[str, float]]:
+    """Forwarder here, collector as a child; (events/s end to end, lags in µs, CPU µs per
+    event of each process)."""
     env = dict(os.environ, PYTHONPATH=str(SRC), SENS_JOURNAL=str(tmp / "unused.db"))
     store = open_store(store_url)
     collector = subprocess.Popen(
@@ -86,18 +113,22 @@ async def pipeline(url: str, journal: Journal, store_url: str, n: int,
     )
     await asyncio.sleep(1.0)  # let it create its durable consumer before the clock starts
     fwd = Forwarder(journal, url)
+    cpu0 = (time.process_time(), cpu_seconds(collector.pid), cpu_seconds(server_pid))
     t = time.perf_counter()
     task = asyncio.create_task(fwd.run())
     while store.count() < n:
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - t
+    cpu1 = (time.process_time(), cpu_seconds(collector.pid), cpu_seconds(server_pid))
     await fwd.close()
     await task
     collector.terminate()
     collector.wait()
     lags = store.lags_us()
     store.close()
-    return n / elapsed, lags
+    names = ("forwarder (+ the bench's count polls)", "collector", "nats-server")
+    cpu = {k: (b - a) / n * 1e6 for k, a, b in zip(names, cpu0, cpu1, strict=True)}
+    return n / elapsed, lags, cpu
 
 
 def pct(values: list[int], q: float) -> float:
@@ -128,6 +159,7 @@ def main() -> None:
         payloads = [(f"{e.host.split('.')[0]}.{e.method}", e.to_json_text().encode(), e.id)
                     for e in events]
         peer_rate = asyncio.run(peer(url, payloads))
+        peer_consume_rate = asyncio.run(peer_consume(url, len(payloads)))
         if args.store == "postgresql":
             import psycopg
 
@@ -137,7 +169,8 @@ def main() -> None:
             store_url = f"{args.pg}?options=-csearch_path%3D{schema}"
         else:
             store_url = f"sqlite:///{tmp / 'fleet.db'}"
-        rate, lags = asyncio.run(pipeline(url, journal, store_url, args.events, tmp))
+        rate, lags, cpu = asyncio.run(pipeline(url, journal, store_url, args.events, tmp,
+                                               server.pid))
         journal.close()
         print(f"fleet: {args.events} events from {args.hosts} hosts, store={args.store}, "
               f"{os.cpu_count()} CPUs")
@@ -146,8 +179,13 @@ def main() -> None:
               f"{pct(lags, 0.5):>12.1f}{pct(lags, 0.99):>12.1f}")
         print(f"{'peer: nats-py publish_async loop (publish only)':<52}{peer_rate:>10,.0f}"
               f"{'-':>12}{'-':>12}")
-        print(f"ratio end-to-end / peer publish: {rate / peer_rate:.2f}  "
+        print(f"{'peer: nats-py fetch(1000) + ack loop (consume only)':<52}"
+              f"{peer_consume_rate:>10,.0f}{'-':>12}{'-':>12}")
+        print(f"ratio end-to-end / peer publish: {rate / peer_rate:.2f}, "
+              f"/ peer consume: {rate / peer_consume_rate:.2f}  "
               f"(median lag {statistics.median(lags) / 1000:.1f} ms)")
+        print("CPU per event end to end (µs): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in cpu.items()) + f"; total {sum(cpu.values()):.1f}")
     finally:
         server.terminate()
         server.wait()

@@ -170,3 +170,20 @@ def test_standalone_forwarder_drains(nats_server: NatsServer, tmp_path: Path) ->
     assert main([nats_server.url, "--journal", str(path), "--drain"]) == 0
     with Journal(path) as journal:
         assert journal.cursor(f"forward:{nats_server.url}") == 25
+
+
+def test_published_body_is_the_event_with_its_seq_whatever_the_stored_shape() -> None:
+    from pysens.events import SensEvent
+    from pysens.sinks.nats import _payload
+
+    e = SensEvent(method="Logon", user_name="alice", session_id="3", raw={"seq": "x"})
+    want = e.evolve(seq=42).to_json_text()
+    # Today's journal body (no seq key): patched as text, the very text to_json_text gives.
+    assert _payload(e.to_json_text(), 42, e.id).decode() == want
+    # An older journal's body ending in "seq": null, and a body in no known shape.
+    obj = e.to_json()
+    obj.pop("seq", None)
+    old = json.dumps({**obj, "seq": None})
+    assert json.loads(_payload(old, 42, e.id)) == json.loads(want)
+    odd = json.dumps(dict(reversed(list(obj.items()))), indent=1)
+    assert json.loads(_payload(odd, 42, e.id)) == json.loads(want)

@@ -423,11 +423,11 @@ def _payload(body: str, seq: int, event_id: str) -> bytes:
     puts a set seq right after the id), older journals ``…, "seq": null}``; either is patched
     as text, and anything else is rebuilt through SensEvent.
     """
+    if body.endswith(_SEQ_NULL):  # first: such a body also starts like today's
+        return f'{body[: -len(_SEQ_NULL)]}"seq": {seq}}}'.encode()
     head = f'{{"id": "{event_id}", '
     if body.startswith(head) and body[len(head):len(head) + 6] != '"seq":':
         return f'{head}"seq": {seq}, {body[len(head):]}'.encode()
-    if body.endswith(_SEQ_NULL):
-        return f'{body[: -len(_SEQ_NULL)]}"seq": {seq}}}'.encode()
     return SensEvent.from_json(body).evolve(seq=seq).to_json_text().encode()
 
 
