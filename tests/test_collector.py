@@ -113,13 +113,26 @@ def test_check_message_reasons() -> None:
                          None) == "no host"
 
 
-def test_store_commit_is_insert_or_ignore(tmp_path: Path) -> None:
-    with open_store(f"sqlite:///{tmp_path}/s.db") as store:
-        items = [check_message("s", e.to_json_text().encode(), None) for e in storm("h", 5)]
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_store_commit_is_insert_or_ignore(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = (f"sqlite:///{tmp_path}/s.db" if backend == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    # Text that COPY must escape (tab, newline, backslash, \N, quotes, non-ASCII) survives.
+    odd = storm("h\tq", 2)[1].evolve(user_name="a\\b\n\\N\t'\"é€", session_id=None,
+                                     raw={"cmd": "x\ty\r\n\\z"})
+    sent = [*storm("h", 5), odd]
+    with open_store(url) as store:
+        items = [check_message("s", e.to_json_text().encode(), None) for e in sent]
         events = [i for i in items if isinstance(i, StoredEvent)]
-        assert store.commit(events) == 5
+        assert store.commit(events) == 6
         assert store.commit(events) == 0
-        assert store.count() == 5
+        assert store.commit([*events[:2], *events[:2]]) == 0  # twice in one batch: still once
+        assert store.count() == 6
+        got = {e.id: e for e in store.query()}
+        assert got == {e.id: e for e in sent}
+        assert got[odd.id].user_name == "a\\b\n\\N\t'\"é€" and got[odd.id].session_id is None
 
 
 def test_store_urls_are_checked(tmp_path: Path) -> None:

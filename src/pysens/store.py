@@ -336,6 +336,10 @@ class PostgresStore(Store):
                 # Two collectors starting at once must not race on CREATE TABLE.
                 self._db.execute("SELECT pg_advisory_xact_lock(7365736)")
                 self._db.execute(_PG_SCHEMA)
+                # This session's staging table for commit(): COPY into it, then one INSERT …
+                # ON CONFLICT into events. Rows vanish at each commit.
+                self._db.execute("CREATE TEMP TABLE IF NOT EXISTS pysens_incoming"
+                                 " (LIKE events) ON COMMIT DELETE ROWS")
         except psycopg.Error as e:
             raise StoreError(f"cannot open the store {_safe(url)}: {_one_line(e)}") from None
 
@@ -345,20 +349,25 @@ class PostgresStore(Store):
     def commit(self, events: Sequence[StoredEvent], rejected: Sequence[Rejected] = ()) -> int:
         """See :meth:`Store.commit`."""
         stored = now_us()
-        cols = list(zip(*[(e.id, e.host, e.time_us, e.method, e.user_name, e.session_id, e.seq,
-                           e.subject, e.body, e.published_us) for e in events], strict=True))
         with self._lock:
             try:
                 with self._db.transaction():
                     inserted = 0
                     if events:
-                        # One statement over arrays: far cheaper than a row per round trip.
-                        cur = self._db.execute(
+                        # COPY (rows formatted in psycopg's C code) then one INSERT: an order
+                        # of magnitude less client CPU than binding arrays for unnest().
+                        cur = self._db.cursor()
+                        with cur.copy(f"COPY pysens_incoming ({_COLUMNS}, stored_us)"
+                                      " FROM STDIN") as copy:
+                            write = copy.write_row
+                            for e in events:
+                                write((e.id, e.host, e.time_us, e.method, e.user_name,
+                                       e.session_id, e.seq, e.subject, e.body, e.published_us,
+                                       stored))
+                        cur.execute(
                             f"INSERT INTO events({_COLUMNS}, stored_us)"
-                            " SELECT *, %s FROM unnest(%s::text[], %s::text[], %s::bigint[],"
-                            " %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[],"
-                            " %s::text[], %s::bigint[]) ON CONFLICT (id) DO NOTHING",
-                            (stored, *[list(c) for c in cols]),
+                            f" SELECT {_COLUMNS}, stored_us FROM pysens_incoming"
+                            " ON CONFLICT (id) DO NOTHING"
                         )
                         inserted = max(cur.rowcount, 0)
                     for r in rejected:
