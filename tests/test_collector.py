@@ -103,6 +103,40 @@ def test_foreign_messages_are_kept_aside_and_never_block(
     assert main(["collect", nats_server.url, "--store", store_url, "--exit-idle", "0.3"]) == 0
 
 
+async def test_a_deleted_consumer_is_recreated_after_backoff_and_nothing_is_lost(
+    nats_server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    import nats
+
+    from fleet_fixtures import await_for
+
+    journal = Journal(tmp_path / "j.db")
+    journal.append_many(storm("h1", 20))
+    await _forward(nats_server.url, journal)
+    collector = Collector(nats_server.url, f"sqlite:///{tmp_path}/fleet.db",
+                          backoff=(0.05, 0.2), fetch_timeout=0.2)
+    task = asyncio.create_task(collector.run())
+    try:
+        await await_for(lambda: collector.store.count() == 20, "the first events stored")
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().delete_consumer("SENS", "sens-collector")
+        finally:
+            await nc.close()
+        await await_for(lambda: collector.stats.failures > 0, "the collector to notice")
+        journal.append_many(storm("h1", 10, start=20))
+        await _forward(nats_server.url, journal)
+        await await_for(lambda: collector.store.count() == 30, "the later events stored")
+    finally:
+        await collector.close()
+        await task
+        collector.release()
+    warned = [m for m in caplog.messages if "keeps retrying" in m]
+    assert len(warned) == 1 and "the server ended a fetch with" in warned[0]
+    # The recreated durable read the stream again from its start; the store kept each once.
+    assert collector.stats.already >= 20
+
+
 def test_check_message_reasons() -> None:
     ok = check_message("s", json.dumps(storm("h", 1)[0].to_json()).encode(), None)
     assert isinstance(ok, StoredEvent) and ok.host == "h" and ok.method == "Logon"

@@ -223,11 +223,17 @@ class Collector:
         batch = self.batch
         got: list[list[Delivery]] = [[]]
         complete = asyncio.Event()
+        trouble: list[str] = []
 
         def on_msg(subject: bytes, reply: bytes, headers: bytes, data: bytes) -> None:
-            # A status (408 expired, 404 no messages, 409 …) ends the pull request; it has no
-            # ack reply subject, which every stream message has.
-            if not reply and status_of(headers):
+            # A status ends the pull request; it has no ack reply subject, which every stream
+            # message has. 408 (expired) and 404 (nothing) are the normal ends; any other
+            # (503 no consumer, 409 consumer deleted …) means reconnecting, with backoff
+            # rather than asking again at once.
+            if not reply and (code := status_of(headers)):
+                if code not in (404, 408):
+                    text = headers[:headers.find(b"\r\n")].decode("utf-8", "replace")
+                    trouble.append(f"the server ended a fetch with {text[9:] or code}")
                 complete.set()
                 return
             mine = got[0]
@@ -254,6 +260,8 @@ class Collector:
                                           f"{self.fetch_timeout + 5:g} s") from None
                 if conn.closed.done():
                     raise ConnectionError(conn.closed.result())
+                if trouble:
+                    raise ConnectionError(trouble[0])
                 complete.clear()
                 msgs, got[0] = got[0], []
                 stopping = self._stop.is_set()
