@@ -5,6 +5,11 @@ forwarders fill; each batch is committed to the store in one transaction (insert
 event id) and only then acknowledged, so a collector killed at any point loses nothing (the
 unacknowledged messages come again) and doubles nothing (the store ignores ids it has).
 
+The messages come over :mod:`pysens.natsproto`: ``$JS.API.CONSUMER.MSG.NEXT`` requests (the
+next one sent before the batch in hand is checked) answered by ``HMSG`` frames, and after the
+commit one write with every ``+ACK`` of the batch. nats-py only creates the stream (when no
+forwarder has) and the durable consumer.
+
 A message that is not a pysens event (not JSON, no id, an unknown method, a body whose id does
 not match its ``Nats-Msg-Id`` …) is kept aside in the store's ``rejected`` table with its subject,
 the reason and the raw bytes, logged in one sentence, and acknowledged: it never blocks the

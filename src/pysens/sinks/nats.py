@@ -16,6 +16,11 @@ Waking up: the journal has no notification of its own, so the forwarder polls th
 highest ``seq`` every ``poll_interval`` seconds (one indexed ``max()`` query, default 0.2 s), and
 whoever appends can call :meth:`Forwarder.notify` to wake it at once (``sens serve`` does).
 
+The publishes go over :mod:`pysens.natsproto` (the NATS client protocol on one asyncio
+stream): a journal batch becomes one buffer of ``HPUB`` frames whose reply subjects are
+``<inbox>.<journal seq>``, and one wildcard subscription takes every PubAck. nats-py is used only
+to create or update the stream when a connection starts.
+
 Run one on its own: ``python -m pysens.sinks.nats nats://HOST:PORT [--journal PATH] [--drain]``.
 """
 
