@@ -35,10 +35,12 @@ def free_port() -> int:
 class NatsServer:
     """A nats-server with JetStream on a private port and store directory."""
 
-    def __init__(self, store_dir: Path, port: int | None = None) -> None:
+    def __init__(self, store_dir: Path, port: int | None = None,
+                 extra: list[str] | None = None) -> None:
         self.store_dir = store_dir
         self.port = port or free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
+        self.extra = extra or []  # more nats-server options (TLS …)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -46,7 +48,8 @@ class NatsServer:
         exe = shutil.which("nats-server")
         assert exe, "nats-server is not installed (scripts/apt-packages.txt lists it)"
         self.proc = subprocess.Popen(
-            [exe, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port)],
+            [exe, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port),
+             *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -185,11 +187,54 @@ async def test_refused_handshake_says_why_and_sends_credentials() -> None:
     assert fake.connects[0]["headers"] is True and fake.connects[0]["no_responders"] is True
 
 
-@pytest.mark.parametrize(("first", "match"), [
-    (b'INFO {"tls_required":true}\r\n', "requires TLS"),
-    (b"HTTP/1.1 400 Bad Request\r\n", "not a NATS server"),
+@pytest.mark.parametrize(("scheme", "first", "match"), [
+    ("tls", b'INFO {"server_id":"x"}\r\n', "does not offer TLS"),
+    ("nats", b"HTTP/1.1 400 Bad Request\r\n", "not a NATS server"),
 ])
-async def test_what_is_not_a_plain_nats_server_is_named(first: bytes, match: str) -> None:
+async def test_what_is_not_the_nats_server_asked_for_is_named(
+    scheme: str, first: bytes, match: str
+) -> None:
     async with FakeServer(first, b"") as fake:
         with pytest.raises(NatsProtocolError, match=match):
-            await NatsConnection.open(f"nats://127.0.0.1:{fake.port}", timeout=5)
+            await NatsConnection.open(f"{scheme}://127.0.0.1:{fake.port}", timeout=5)
+
+
+def _tls_server(tmp_path: Path) -> tuple[NatsServer, Path]:
+    """A nats-server that requires TLS, with a self-signed certificate for 127.0.0.1."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    server = NatsServer(tmp_path / "js", extra=["--tls", "--tlscert", str(cert),
+                                                "--tlskey", str(key)])
+    return server, cert
+
+
+async def test_tls_is_upgraded_after_info_and_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, cert = _tls_server(tmp_path)
+    server.start()
+    try:
+        # Not trusted yet: one sentence, no traceback.
+        with pytest.raises(ConnectionError, match=r"TLS with the NATS server at 127\.0\.0\.1"):
+            await NatsConnection.open(f"tls://127.0.0.1:{server.port}")
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        got: Got = []
+        for scheme in ("tls", "nats"):  # nats:// too: the server's INFO asks for TLS
+            conn = await NatsConnection.open(f"{scheme}://127.0.0.1:{server.port}")
+            got.clear()
+            conn.subscribe("t", lambda *a: got.append(a))
+            conn.write(b"PUB t 2\r\nok\r\n")
+            await conn.flush()
+            for _ in range(100):
+                if got:
+                    break
+                await asyncio.sleep(0.02)
+            await conn.close()
+            assert got == [(b"t", b"", b"", b"ok")]
+    finally:
+        server.stop()

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import ssl
 from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
@@ -73,7 +74,9 @@ class NatsConnection:
 
     @classmethod
     async def open(cls, url: str, *, timeout: float = 2.0, name: str = "pysens") -> NatsConnection:
-        """Connect to ``nats://[user:pass@|token@]host:port`` and complete the handshake.
+        """Connect to ``nats://[user:pass@|token@]host:port`` (``tls://`` or a server that
+        requires TLS: upgraded, verified against the system's CA store) and complete the
+        handshake.
 
         Raises :class:`ConnectionError` (one sentence) when that fails.
         """
@@ -88,25 +91,32 @@ class NatsConnection:
             raise ConnectionError(f"cannot reach the NATS server at {where} ({text})") from None
         conn = cls(reader, writer)
         try:
-            await asyncio.wait_for(conn._handshake(parts.username, parts.password, name), timeout)
+            await asyncio.wait_for(conn._handshake(parts.username, parts.password, name, host,
+                                                   parts.scheme == "tls"), timeout)
         except BaseException as e:
             writer.close()
             if isinstance(e, ConnectionError):
                 raise
+            if isinstance(e, ssl.SSLError):
+                raise ConnectionError(f"TLS with the NATS server at {where} failed "
+                                      f"({e.reason or e})") from None
             if isinstance(e, (OSError, TimeoutError, asyncio.IncompleteReadError)):
                 raise ConnectionError(f"the NATS server at {where} did not complete the "
                                       f"handshake ({type(e).__name__})") from None
             raise
         return conn
 
-    async def _handshake(self, user: str | None, password: str | None, name: str) -> None:
+    async def _handshake(self, user: str | None, password: str | None, name: str,
+                         host: str, tls: bool) -> None:
         line = await self._reader.readuntil(_CRLF)
         if not line.startswith(b"INFO "):
             raise NatsProtocolError(f"not a NATS server (it said {line[:40]!r})")
         info = json.loads(line[5:])
-        if info.get("tls_required"):
-            raise NatsProtocolError("the NATS server requires TLS, which the fast path does "
-                                    "not speak")
+        if tls or info.get("tls_required"):
+            if not info.get("tls_available", info.get("tls_required")):
+                raise NatsProtocolError("a tls:// URL, but the NATS server does not offer TLS")
+            # NATS upgrades after the plain INFO; the system's CA store (SSL_CERT_FILE too).
+            await self._writer.start_tls(ssl.create_default_context(), server_hostname=host)
         opts: dict[str, object] = {
             "verbose": False, "pedantic": False, "headers": True, "no_responders": True,
             "protocol": 1, "lang": "python", "version": "pysens", "name": name,
