@@ -193,13 +193,9 @@ def parse_time(value: str | datetime | float | int) -> datetime:
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# Two base-32 digits at a time: 5 lookups encode the 50 time bits (48 and two zero bits on top)
-# of a 26-digit ULID, 8 the 80 hash bits.
+# Two base-32 digits at a time: 13 lookups encode the 130 bits of a 26-digit ULID.
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
-_TIME_SHIFTS = (40, 30, 20, 10, 0)
-_HASH_SHIFTS = (70, 60, 50, 40, 30, 20, 10, 0)
-# The time digits of recent ids (a Logon and its PostShell share their time). Bounded.
-_ID_PREFIX: dict[datetime, str] = {}
+_SHIFTS = tuple(range(120, -1, -10))
 _blake2b = hashlib.blake2b
 
 
@@ -210,16 +206,11 @@ def make_event_id(time: datetime, *parts: object) -> str:
     hash what identifies the occurrence. The same occurrence read twice gives the same id, which
     makes the id the idempotency key from source to central store.
     """
-    pairs = _PAIRS
-    prefix = _ID_PREFIX.get(time)
-    if prefix is None:
-        ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
-        if len(_ID_PREFIX) >= _TIME_TEXT_MAX:
-            _ID_PREFIX.clear()
-        prefix = _ID_PREFIX[time] = "".join([pairs[(ms >> s) & 1023] for s in _TIME_SHIFTS])
+    ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
     digest = _blake2b("\x1f".join(map(str, parts)).encode(), digest_size=10).digest()
-    h = int.from_bytes(digest, "big")
-    return prefix + "".join([pairs[(h >> s) & 1023] for s in _HASH_SHIFTS])
+    n = (ms << 80) | int.from_bytes(digest, "big")
+    pairs = _PAIRS
+    return "".join([pairs[(n >> s) & 1023] for s in _SHIFTS])
 
 
 @cache
@@ -419,18 +410,13 @@ def _event_id(
 ) -> str:
     """make_event_id(time, host, source, method, format_time(time), session_id, user_name,
     tty, logon_id), inlined: every event's id is computed here."""
-    pairs = _PAIRS
-    prefix = _ID_PREFIX.get(time)
-    if prefix is None:
-        ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
-        if len(_ID_PREFIX) >= _TIME_TEXT_MAX:
-            _ID_PREFIX.clear()
-        prefix = _ID_PREFIX[time] = "".join([pairs[(ms >> s) & 1023] for s in _TIME_SHIFTS])
+    ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
     # An f-string renders None as "None" and a StrEnum as its value, as str() does.
     key = (f"{host}\x1f{source}\x1f{method}\x1f{format_time(time)}\x1f{session_id}"
            f"\x1f{user_name}\x1f{tty}\x1f{logon_id}")
-    h = int.from_bytes(_blake2b(key.encode(), digest_size=10).digest(), "big")
-    return prefix + "".join([pairs[(h >> s) & 1023] for s in _HASH_SHIFTS])
+    n = (ms << 80) | int.from_bytes(_blake2b(key.encode(), digest_size=10).digest(), "big")
+    pairs = _PAIRS
+    return "".join([pairs[(n >> s) & 1023] for s in _SHIFTS])
 
 
 _FIELD_NAMES = frozenset(_SLOTS)
