@@ -78,59 +78,35 @@ def time_us(t: datetime) -> int:
     return int(t.timestamp()) * 1_000_000 + t.microsecond
 
 
-_SQLITE_SCHEMA = """
+# One schema, two dialects: SQLite's INTEGER / BLOB are PostgreSQL's BIGINT / BYTEA.
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id           TEXT PRIMARY KEY,
     host         TEXT NOT NULL,
-    time_us      INTEGER NOT NULL,
+    time_us      {INT} NOT NULL,
     method       TEXT NOT NULL,
     user_name    TEXT,
     session_id   TEXT,
-    seq          INTEGER,
+    seq          {INT},
     subject      TEXT NOT NULL,
     body         TEXT NOT NULL,
-    published_us INTEGER,
-    stored_us    INTEGER NOT NULL
+    published_us {INT},
+    stored_us    {INT} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_time ON events(time_us);
 CREATE INDEX IF NOT EXISTS events_host ON events(host, time_us);
 CREATE TABLE IF NOT EXISTS rejected (
     stream      TEXT NOT NULL,
-    stream_seq  INTEGER NOT NULL,
+    stream_seq  {INT} NOT NULL,
     subject     TEXT NOT NULL,
     reason      TEXT NOT NULL,
-    raw         BLOB NOT NULL,
-    received_us INTEGER NOT NULL,
+    raw         {BLOB} NOT NULL,
+    received_us {INT} NOT NULL,
     PRIMARY KEY (stream, stream_seq)
 );
 """
-
-_PG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id           TEXT PRIMARY KEY,
-    host         TEXT NOT NULL,
-    time_us      BIGINT NOT NULL,
-    method       TEXT NOT NULL,
-    user_name    TEXT,
-    session_id   TEXT,
-    seq          BIGINT,
-    subject      TEXT NOT NULL,
-    body         TEXT NOT NULL,
-    published_us BIGINT,
-    stored_us    BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_time ON events(time_us);
-CREATE INDEX IF NOT EXISTS events_host ON events(host, time_us);
-CREATE TABLE IF NOT EXISTS rejected (
-    stream      TEXT NOT NULL,
-    stream_seq  BIGINT NOT NULL,
-    subject     TEXT NOT NULL,
-    reason      TEXT NOT NULL,
-    raw         BYTEA NOT NULL,
-    received_us BIGINT NOT NULL,
-    PRIMARY KEY (stream, stream_seq)
-);
-"""
+_SQLITE_SCHEMA = _SCHEMA.format(INT="INTEGER", BLOB="BLOB")
+_PG_SCHEMA = _SCHEMA.format(INT="BIGINT", BLOB="BYTEA")
 
 _COLUMNS = "id, host, time_us, method, user_name, session_id, seq, subject, body, published_us"
 
