@@ -251,3 +251,18 @@ def test_on_now_parameters_come_from_raw() -> None:
     es.subscribe(Power(), event_class="ISensOnNow")
     es.fire(SensEvent(method="BatteryLow", raw={"dwBatteryLifePercent": 7}))
     assert got == [7]
+
+
+def test_plain_callables_fast_path_still_isolates_failures() -> None:
+    es = EventSystem()
+    got: list[str] = []
+
+    def boom(e: SensEvent) -> None:
+        raise RuntimeError("bug")
+
+    assert es.fire(ev("SessionReconnect")) is FireResult.EVENT_S_NOSUBSCRIBERS
+    es.subscribe(boom)
+    assert es.fire(ev("SessionReconnect")) is FireResult.EVENT_E_ALL_SUBSCRIBERS_FAILED
+    es.subscribe(lambda e: got.append("ok"))
+    assert es.fire(ev("SessionReconnect")) is FireResult.EVENT_S_SOME_SUBSCRIBERS_FAILED
+    assert got == ["ok"]
