@@ -30,7 +30,9 @@ def bare_run(tmp_path: Path) -> Iterator[Namespace]:
 
 def test_auto_waits_for_utmp_to_appear_and_reports_the_login(bare_run: Namespace) -> None:
     ns = bare_run
-    watch = ns.sens("watch", "--json")
+    # --include-existing: whether the source's first read comes before or after the file is
+    # created, the login is reported (as new, or as found open).
+    watch = ns.sens("watch", "--json", "--include-existing")
     out, err = ns.lines(watch)
     said = err.expect(lambda line: "watching" in line)
     assert "utmp" in said and "waiting" in said and "logind" in said
