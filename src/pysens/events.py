@@ -283,6 +283,27 @@ class SensEvent:
             ))
 
     @classmethod
+    def from_stored(cls, obj: dict[str, Any], seq: int | None) -> SensEvent:
+        """An event from the JSON object pysens itself wrote (a journal or store body), with
+        ``seq``. Skips :meth:`from_json`'s checks, which reading a large journal would pay per
+        event; anything unexpected falls back to :meth:`from_json`, which names the problem."""
+        try:
+            method = _BY_NAME[obj["method"]]
+            time = datetime.fromisoformat(obj["time"])
+            observed = datetime.fromisoformat(obj["observed"])
+            event = _new_event(cls)
+            for name, setter in _STORED_SETTERS:
+                setter(event, obj[name])
+        except (KeyError, TypeError, ValueError):
+            return cls.from_json({**obj, "seq": seq})
+        _SET_METHOD(event, method)
+        _SET_CLASSES(event, METHOD_CLASSES[method])
+        _SET_TIME(event, time)
+        _SET_OBSERVED(event, observed)
+        _SET_SEQ(event, seq)
+        return event
+
+    @classmethod
     def trusted(
         cls, method: Method, time: datetime, observed: datetime, host: str, source: str, *,
         user_name: str | None = None, session_id: str | None = None, domain: str | None = None,
@@ -397,6 +418,13 @@ _GET_SET = tuple((getattr(SensEvent, name).__get__, getattr(SensEvent, name).__s
                  for name in _SLOTS)
 _SET_SEQ = getattr(SensEvent, "seq").__set__  # noqa: B009
 _new_event = object.__new__
+_SETTER_OF = dict(zip(_SLOTS, _SETTERS, strict=True))
+_SET_METHOD, _SET_CLASSES, _SET_TIME, _SET_OBSERVED, _SET_SEQ = (
+    _SETTER_OF[n] for n in ("method", "classes", "time", "observed", "seq"))
+# What from_stored copies as it is: every field but those it converts or is given.
+_STORED_SETTERS = tuple(
+    (n, _SETTER_OF[n]) for n in _SLOTS
+    if n not in ("method", "classes", "time", "observed", "seq"))
 assert _SLOTS == (
     "method", "user_name", "session_id", "id", "seq", "time", "observed", "host", "source",
     "classes", "domain", "session_name", "session_type", "tty", "seat", "remote", "client_name",

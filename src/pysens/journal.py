@@ -333,9 +333,7 @@ class Journal:
 
 
 def _load(row: tuple[int, str]) -> SensEvent:
-    obj = json.loads(row[1])
-    obj["seq"] = row[0]
-    return SensEvent.from_json(obj)
+    return SensEvent.from_stored(json.loads(row[1]), row[0])
 
 
 class JournalWriter:
