@@ -146,3 +146,17 @@ def test_help_explains(capsys: pytest.CaptureFixture[str]) -> None:
     for word in ("watch", "sessions", "publish", "history"):
         assert word in out
     assert main(["nonsense"]) == 2
+
+
+def test_history_host_filter_on_the_local_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [event_line("Logon", "alice", "1", 0),
+            json.dumps(SensEvent(method="Logon", user_name="bob", session_id="2", host="DB01",
+                                 time="2026-11-23T10:01:00Z").to_json())]  # type: ignore[arg-type]
+    main(["publish", "--json", str(write_jsonl(tmp_path / "e.jsonl", rows))])
+    capsys.readouterr()
+    assert main(["history", "--json", "--host", "db01"]) == 0
+    assert [json.loads(x)["user_name"] for x in lines(capsys.readouterr().out)] == ["bob"]
+    assert main(["history", "--json", "--host", "web01", "--filter", "bstrUserName = 'bob'"]) == 0
+    assert lines(capsys.readouterr().out) == []

@@ -109,7 +109,7 @@ def add_store_arguments(p: argparse.ArgumentParser) -> None:
                    help="read the fleet's central store (sqlite:///PATH or postgresql://…) "
                    "instead of this host")
     p.add_argument("--host", action="append", default=[], metavar="H",
-                   help="with --store: only host H (repeatable)")
+                   help="only host H (repeatable)")
 
 
 def store_events(

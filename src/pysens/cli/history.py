@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..events import SensEvent
 from .common import compile_filter, open_journal, parse_when, print_event
 
 __all__ = ["register", "run"]
@@ -35,6 +36,14 @@ def run(args: argparse.Namespace) -> int:
 
         return store_history(args)
     where = compile_filter(args.filter)
+    if args.host:
+        # A local journal holds other hosts' events too (imported .evtx, jsonl): --host works here.
+        hosts = {h.casefold() for h in args.host}
+        criteria = where
+
+        def where(e: SensEvent) -> bool:
+            return e.host.casefold() in hosts and (criteria is None or criteria(e))
+
     since = parse_when(args.since) if args.since else None
     until = parse_when(args.until) if args.until else None
     with open_journal(args) as journal:
