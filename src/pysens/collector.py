@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .aio import wait_event
 from .events import EventError, parse_method
 from .sinks.nats import (
     DEFAULT_PREFIX,
@@ -193,9 +194,7 @@ class Collector:
                 if nc is not None:
                     with contextlib.suppress(Exception):
                         await nc.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(),
-                                       delay * random.uniform(0.8, 1.2))  # noqa: S311
+            await wait_event(self._stop, delay * random.uniform(0.8, 1.2))  # noqa: S311
             delay = min(delay * 2, self.backoff[1])
         return self.stats
 
@@ -258,11 +257,9 @@ class Collector:
         conn.write(request)
         try:
             while True:
-                try:
-                    await asyncio.wait_for(complete.wait(), self.fetch_timeout + 5)
-                except TimeoutError:
+                if not await wait_event(complete, self.fetch_timeout + 5):
                     raise ConnectionError("the server did not answer a fetch within "
-                                          f"{self.fetch_timeout + 5:g} s") from None
+                                          f"{self.fetch_timeout + 5:g} s")
                 if conn.closed.done():
                     raise ConnectionError(conn.closed.result())
                 if trouble:

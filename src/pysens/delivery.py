@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .aio import wait_event
 from .events import Method, SensEvent
 from .journal import Journal
 from .sinks import Sink, SinkError, make_sink
@@ -325,9 +326,7 @@ class DeliveryManager:
         await self.sync()
         last = await asyncio.to_thread(self.journal.last_seq)
         while True:
-            try:
-                await asyncio.wait_for(self._changed.wait(), self.poll)
-            except TimeoutError:
+            if not await wait_event(self._changed, self.poll):
                 # Events journaled by another process (`sens import --deliver`, a publish
                 # while the daemon was restarting) wake the workers too.
                 seq = await asyncio.to_thread(self.journal.last_seq)

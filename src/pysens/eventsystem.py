@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from .aio import within
 from .criteria import Criteria, compile_criteria
 from .events import (
     CLASS_METHODS,
@@ -352,8 +353,7 @@ class EventSystem:
 
     async def _call_async(self, sub: Subscription, event: SensEvent) -> bool:
         try:
-            await asyncio.wait_for(sub.handlers[event.method](event),  # type: ignore[index]
-                                   sub.timeout)
+            await within(sub.timeout, sub.handlers[event.method](event))  # type: ignore[index]
         except TimeoutError:
             log.error("subscriber %s exceeded its %.1f s limit on event %s; cancelled",
                       _label(sub), sub.timeout, event.id)

@@ -16,6 +16,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..aio import within
 from ..events import SensEvent
 from . import DEFAULT_TIMEOUT, SinkError
 
@@ -83,7 +84,7 @@ class ExecSink:
         except OSError as e:
             raise SinkError(f"cannot run {self.argv[0]}: {e.strerror}") from None
         try:
-            _, err = await asyncio.wait_for(proc.communicate(data), self.timeout)
+            _, err = await within(self.timeout, proc.communicate(data))
         except TimeoutError:
             _kill(proc)
             await proc.wait()

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..aio import within
 from ..events import SensEvent
 from . import DEFAULT_TIMEOUT, SinkError
 
@@ -79,7 +80,7 @@ class JsonlSink:
         """Append the batch and fsync it."""
         data = b"".join(map(_line, events))
         try:
-            await asyncio.wait_for(asyncio.to_thread(self._write, data), self.timeout)
+            await within(self.timeout, asyncio.to_thread(self._write, data))
         except TimeoutError:
             raise SinkError(f"writing {self.path} took longer than {self.timeout:g} s") from None
         except OSError as e:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..aio import wait_event
 from ..events import SensEvent
 from ..journal import Journal, JournalError
 
@@ -284,9 +285,7 @@ class Forwarder:
                         log.debug("%s", msg)
                 finally:
                     await self._disconnect()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(),
-                                           delay * random.uniform(0.8, 1.2))  # noqa: S311
+                await wait_event(self._stop, delay * random.uniform(0.8, 1.2))  # noqa: S311
                 delay = min(delay * 2, self.backoff[1])
         finally:
             self._running.set_result(None)
@@ -379,8 +378,7 @@ class Forwarder:
                 if loop.time() - last_progress > self.ack_timeout:
                     raise _Lost(f"no ack within {self.ack_timeout:g} s")
                 acked_now.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(acked_now.wait(), self.ack_timeout)
+                await wait_event(acked_now, self.ack_timeout)
                 continue
             last_progress = loop.time()
             if self._stop.is_set() or (drain and self._last_seq() <= acked):
@@ -388,8 +386,7 @@ class Forwarder:
             self._wake.clear()
             if self._last_seq() > sent:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            await wait_event(self._wake, self.poll_interval)
 
     # -- reading the journal -----------------------------------------------------------------
 

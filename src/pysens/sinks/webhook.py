@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..aio import within
 from ..events import SensEvent
 from . import DEFAULT_TIMEOUT, SinkError
 
@@ -83,7 +84,7 @@ class WebhookSink:
         """POST each event in order."""
         for done, event in enumerate(events):
             try:
-                await asyncio.wait_for(asyncio.to_thread(self._post, event), self.timeout + 1)
+                await within(self.timeout + 1, asyncio.to_thread(self._post, event))
             except TimeoutError:
                 raise SinkError(
                     f"{self.url} did not answer within {self.timeout:g} s", done) from None
