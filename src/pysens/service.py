@@ -199,6 +199,8 @@ class Service:
                                     retry_initial=cfg.retry_initial, retry_max=cfg.retry_max,
                                     timeout=cfg.timeout)
             self.manager = DeliveryManager(self.journal, self.store, policy, self._presence)
+            # Workers exist before the socket answers: a client's hello sees them all.
+            await self.manager.sync()
             self.server = SocketServer(self.socket_path, self, cfg.socket_group)
             await self.server.start()
         except (DaemonError, ConfigError) as e:
