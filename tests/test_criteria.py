@@ -242,3 +242,11 @@ def test_garbage_raises_only_criteria_errors(text: str) -> None:
         assert e.code in ("EVENT_E_QUERYSYNTAX", "EVENT_E_QUERYFIELD")
         return
     assert isinstance(c.matches(ALICE), bool)
+
+
+def test_seq_compares_as_a_number_given_either_way() -> None:
+    e = BOB.with_seq(5)
+    assert compile_criteria("seq = 5").matches(e)
+    assert compile_criteria("seq = '5'").matches(e)
+    assert not compile_criteria("seq = '6'").matches(e)
+    assert compile_criteria("seq != '6'").matches(e)

@@ -286,6 +286,8 @@ def _compare(column: str, value: Any, equal: bool) -> Predicate:
         value = _index_value("method", value)
     if isinstance(value, bool):
         return lambda e: (getattr(e, column) is value) == equal
+    if column == "seq" and isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # seq is a number; '5' and 5 name the same position
     if isinstance(value, int):
         if column == "seq":
             return lambda e: (e.seq == value) == equal
