@@ -31,6 +31,6 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[all,test]'
 
-.venv/bin/ruff check src tests bench
+.venv/bin/ruff check src tests tests_windows bench
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
