@@ -24,26 +24,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from _common import REPEAT, best  # bench/ is sys.path[0] when run as a script
 from bench_wtmp import build_text
 from pysens.cli import main as sens_main
 from pysens.events import SensEvent
 from pysens.journal import Journal
 from pysens.timeline import build_timeline
-
-REPEAT = 3
-
-
-def best(fn: Callable[[], object]) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(REPEAT):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def quiet(argv: list[str]) -> int:

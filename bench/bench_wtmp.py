@@ -24,13 +24,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from _common import REPEAT, best  # bench/ is sys.path[0] when run as a script
 from pysens.cli import main as sens_main
 from pysens.events import json_texts
 from pysens.importer import Importer
 from pysens.sources.wtmp import read_records, read_wtmp
 from pysens.tracker import Tracker
-
-REPEAT = 3
 
 
 def _line(type_: int, user: str, line: str, t: datetime, pid: int, ident: str,
@@ -70,15 +69,6 @@ def build_text(records: int, seed: int = 7) -> str:
             out.append(_line(7, rnd.choice(users), line, t, pid, line[-4:], host, host))
             open_lines[line] = pid
     return "\n".join(out[:records]) + "\n"
-
-
-def best(fn: Callable[[], object]) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(REPEAT):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def main() -> None:
