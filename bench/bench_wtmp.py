@@ -7,7 +7,11 @@ logins with their logouts, logins superseded on their line), then times, best of
 * pysens reading the records only, and turning them into observations;
 * pysens reading + pairing (records -> observations -> tracker -> SENS events);
 * the same through the importer, each batch's journal bodies (JSON) built but not stored;
-* ``sens import wtmp FILE`` into a fresh journal, and again into the same journal (nothing new).
+* ``sens import wtmp FILE`` into a fresh journal, and again into the same journal (nothing new);
+* the floor under any importer that keeps this journal: the rows that import writes, built
+  beforehand, inserted the way the journal inserts them (same schema, settings, transactions),
+  by Python's ``sqlite3`` and by ``sqlite_floor.c`` (compiled here with gcc; needs the SQLite
+  headers, Debian's libsqlite3-dev), which has no Python in it at all.
 
 Run: ``python bench/bench_wtmp.py [RECORDS]`` (default 200,000).
 """
@@ -16,6 +20,9 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -26,8 +33,9 @@ from pathlib import Path
 
 from _common import REPEAT, best  # bench/ is sys.path[0] when run as a script
 from pysens.cli import main as sens_main
-from pysens.events import json_texts
+from pysens.events import SensEvent, json_texts
 from pysens.importer import Importer
+from pysens.journal import MIGRATIONS
 from pysens.sources.wtmp import read_records, read_wtmp
 from pysens.tracker import Tracker
 
@@ -69,6 +77,83 @@ def build_text(records: int, seed: int = 7) -> str:
             out.append(_line(7, rnd.choice(users), line, t, pid, line[-4:], host, host))
             open_lines[line] = pid
     return "\n".join(out[:records]) + "\n"
+
+
+Row = tuple[int, str, int, str, str, str | None, str | None, str]
+_BATCH = 5_000  # the importer's batch: one transaction each
+
+
+def journal_rows(wtmp: Path) -> list[Row]:
+    """The rows ``sens import`` writes for ``wtmp`` into a fresh journal, in order."""
+    events: list[SensEvent] = []
+    Importer(None, on_events=events.extend).import_files("wtmp", [str(wtmp)])
+    return [(seq, e.id, int(e.time.timestamp()) * 1_000_000 + e.time.microsecond, e.host,
+             str(e.method), e.user_name, e.session_id, body)
+            for seq, (e, body) in enumerate(zip(events, json_texts(events), strict=True), 1)]
+
+
+def _fresh(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def python_floor(rows: list[Row], journal: Path) -> Callable[[], int]:
+    """The rows inserted with Python's sqlite3 alone, as ``Journal`` inserts them."""
+    def go() -> int:
+        _fresh(journal)
+        db = sqlite3.connect(journal, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript("".join(MIGRATIONS))
+        for n in range(0, len(rows), _BATCH):
+            chunk = rows[n:n + _BATCH]
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            db.executemany("INSERT INTO events(seq, id, time_us, host, method, user_name,"
+                           " session_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", chunk)
+            db.executemany("INSERT OR IGNORE INTO history(seq) VALUES (?)",
+                           [(r[0],) for r in chunk])
+            db.execute("COMMIT")
+        db.close()
+        return len(rows)
+    return go
+
+
+def _text(value: str | None) -> bytes:
+    if value is None:
+        return struct.pack("=I", 0xFFFFFFFF)
+    data = value.encode()
+    return struct.pack("=I", len(data)) + data
+
+
+def c_floor(rows: list[Row], tmp: Path) -> Callable[[], float] | None:
+    """The rows inserted from C (``sqlite_floor.c``); None when it cannot be built here. The
+    callable returns the program's own timing (loading the rows into memory excluded)."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    program = tmp / "sqlite_floor"
+    source = Path(__file__).with_name("sqlite_floor.c")
+    built = subprocess.run([gcc, "-O2", "-o", str(program), str(source), "-lsqlite3"],
+                           capture_output=True, text=True)
+    if built.returncode != 0:
+        print(f"sqlite_floor.c not built (libsqlite3-dev missing?): {built.stderr.strip()}")
+        return None
+    data = tmp / "rows.bin"
+    with data.open("wb") as out:
+        for seq, id_, time_us, host, method, user, session, body in rows:
+            out.write(struct.pack("=qq", seq, time_us))
+            out.write(b"".join(map(_text, (id_, host, method, user, session, body))))
+    schema = tmp / "schema.sql"
+    schema.write_text("".join(MIGRATIONS))
+    journal = tmp / "floor-c.db"
+
+    def go() -> float:
+        _fresh(journal)
+        done = subprocess.run([str(program), str(journal), str(data), str(schema), str(_BATCH)],
+                              capture_output=True, text=True, check=True)
+        return float(done.stdout)
+    return go
 
 
 def main() -> None:
@@ -117,11 +202,15 @@ def main() -> None:
         start = time.perf_counter()
         sens_main(["--journal", str(journal), "import", "wtmp", str(wtmp)])
         t_again = time.perf_counter() - start
+        rows = journal_rows(wtmp)
+        t_floor_py, _ = best(python_floor(rows, Path(tmp) / "floor-py.db"))
+        floor_c = c_floor(rows, Path(tmp))
+        t_floor_c = min(floor_c() for _ in range(REPEAT)) if floor_c is not None else None
 
     print(f"wtmp: {records:,} records ({size / 1e6:.1f} MB), {events:,} SENS events; "
           f"best of {REPEAT}, wall time")
     print(f"{'run':<46}{'seconds':>9}{'records/s':>12}{'vs last':>9}")
-    rows = [
+    lines = [
         ("last -f FILE -x > /dev/null", t_last),
         ("pysens: read records", t_read),
         ("pysens: read -> observations", t_obs),
@@ -129,10 +218,13 @@ def main() -> None:
         ("pysens: read + pair + JSON bodies, no SQLite", t_encode),
         ("sens import (fresh journal)", t_import),
         ("sens import again (all already journaled)", t_again),
+        ("floor: the same rows, sqlite3 (Python) alone", t_floor_py),
     ]
-    for name, secs in rows:
+    if t_floor_c is not None:
+        lines.append(("floor: the same rows, from C (sqlite_floor.c)", t_floor_c))
+    for name, secs in lines:
         print(f"{name:<46}{secs:>9.3f}{records / secs:>12,.0f}{secs / t_last:>8.2f}x")
-    assert n == records and encoded == events
+    assert n == records and encoded == events == len(rows)
 
 
 if __name__ == "__main__":
