@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet_fixtures import NatsServer, await_for, free_port, nats_server, storm, stream_messages
+from pysens.events import SensEvent
 from pysens.journal import Journal
 from pysens.sinks.nats import Forwarder, host_from_token, host_token, main, subject_for
 
@@ -187,3 +188,61 @@ def test_published_body_is_the_event_with_its_seq_whatever_the_stored_shape() ->
     assert json.loads(_payload(old, 42, e.id)) == json.loads(want)
     odd = json.dumps(dict(reversed(list(obj.items()))), indent=1)
     assert json.loads(_payload(odd, 42, e.id)) == json.loads(want)
+
+
+def _with_giants(host: str) -> list[SensEvent]:
+    """Small events around one with a 20 kB ``raw`` and one with a 20 kB user name."""
+    events = storm(host, 3)
+    events.append(events[0].evolve(id="", session_id="big-raw", raw={"blob": "x" * 20_000}))
+    events += storm(host, 3, start=3)
+    events.append(events[0].evolve(id="", session_id="big-user", user_name="u" * 20_000))
+    events += storm(host, 3, start=6)
+    return events
+
+
+@pytest.mark.parametrize("where", ["server max_payload", "stream max_msg_size"])
+async def test_an_event_over_the_message_limit_does_not_stall_the_fleet(
+    where: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: the server dropped the connection (or the stream refused the message) on every
+    # retry and nothing after the big event was ever forwarded.
+    extra: list[str] = []
+    if where == "server max_payload":
+        conf = tmp_path / "nats.conf"
+        conf.write_text("max_payload: 8192\n")
+        extra = ["-c", str(conf)]
+    server = NatsServer(tmp_path / "js", extra=extra)
+    server.start()
+    journal = Journal(tmp_path / "j.db")
+    try:
+        if where == "stream max_msg_size":
+            import nats
+            from nats.js.api import StreamConfig
+
+            nc = await nats.connect(server.url)
+            await nc.jetstream().add_stream(StreamConfig(
+                name="SENS", subjects=["sens.>"], max_msg_size=8192, max_age=30 * 24 * 3600.0))
+            await nc.close()
+        events = _with_giants("web01")
+        journal.append_many(events)
+        fwd = Forwarder(journal, server.url, backoff=(0.05, 0.2), ack_timeout=2)
+        await asyncio.wait_for(fwd.run(drain=True), 60)
+        await fwd.close()
+        assert (fwd.stats.trimmed, fwd.stats.refused, fwd.stats.failures) == (1, 1, 0)
+        assert journal.cursor(f"forward:{server.url}") == journal.last_seq() == len(events)
+        msgs = {m.headers["Nats-Msg-Id"]: json.loads(m.data)
+                for m in await stream_messages(server.url)}
+        by_session = {e.session_id: e for e in journal.query()}
+        assert by_session["big-user"].id not in msgs  # too big even trimmed: not sent
+        trimmed = msgs.pop(by_session["big-raw"].id)
+        assert trimmed["session_id"] == "big-raw" and "blob" not in trimmed["raw"]
+        assert "journal" in trimmed["raw"]["pysens_trimmed"]
+        assert set(msgs) == {e.id for e in journal.query()} - {
+            by_session["big-user"].id, by_session["big-raw"].id}
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(said) == 2 and all(by_session[s].id in t for s, t in
+                                      zip(("big-raw", "big-user"), said, strict=True))
+        assert "not forwarded" in said[1] and "\n" not in said[0] + said[1]
+    finally:
+        journal.close()
+        server.stop()

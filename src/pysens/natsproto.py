@@ -71,6 +71,9 @@ class NatsConnection:
         self._pongs: list[asyncio.Future[None]] = []
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task[None] | None = None
+        #: The largest message (headers and payload) the server takes, from its INFO; a bigger
+        #: one makes it close the connection.
+        self.max_payload = 1 << 20
 
     @classmethod
     async def open(cls, url: str, *, timeout: float = 2.0, name: str = "pysens") -> NatsConnection:
@@ -112,6 +115,7 @@ class NatsConnection:
         if not line.startswith(b"INFO "):
             raise NatsProtocolError(f"not a NATS server (it said {line[:40]!r})")
         info = json.loads(line[5:])
+        self.max_payload = int(info.get("max_payload") or self.max_payload)
         if tls or info.get("tls_required"):
             if not info.get("tls_available", info.get("tls_required")):
                 raise NatsProtocolError("a tls:// URL, but the NATS server does not offer TLS")

@@ -7,6 +7,11 @@ it only over the contiguous prefix of events whose PubAck has come back: many pu
 flight at once, and after a crash, a lost connection or a missing ack it starts again from the
 cursor. While the server is unreachable the events simply wait in the journal.
 
+An event larger than the server's ``max_payload`` (or the stream's ``max_msg_size``) would be
+refused on every retry and stall everything behind it: it goes out with its ``raw`` source
+fields left out (a note says so), or, still too large, is not forwarded; one log line each
+names the event, which stays whole in this host's journal.
+
 Host names in subjects: a subject token cannot hold ``.``, ``*``, ``>`` or whitespace, so
 :func:`host_token` percent-escapes every byte of the UTF-8 name outside ``[A-Za-z0-9_-]``
 (``web01.example.com`` -> ``web01%2Eexample%2Ecom``); :func:`host_from_token` reverses it. The
@@ -135,9 +140,12 @@ async def connect(url: str, **options: Any) -> Any:
         raise ConnectionError(f"cannot reach the NATS server at {where} ({text})") from None
 
 
-async def ensure_stream(js: Any, settings: StreamSettings) -> None:
+async def ensure_stream(js: Any, settings: StreamSettings) -> int:
     """Create the stream if absent (subjects ``<prefix>.>``, file storage, the retention of
-    ``settings``); an existing one is updated when its retention differs."""
+    ``settings``); an existing one is updated when its retention differs.
+
+    Returns the stream's largest message size (-1: no limit of its own; an admin may set one).
+    """
     from nats.js.api import StorageType, StreamConfig
     from nats.js.errors import NotFoundError
 
@@ -154,7 +162,7 @@ async def ensure_stream(js: Any, settings: StreamSettings) -> None:
             name=settings.name, subjects=[f"{settings.prefix}.>"], storage=StorageType.FILE,
             **want,
         ))
-        return
+        return -1
     cfg = info.config
     have = {
         "max_age": cfg.max_age or 0.0, "max_msgs": cfg.max_msgs, "max_bytes": cfg.max_bytes,
@@ -164,6 +172,8 @@ async def ensure_stream(js: Any, settings: StreamSettings) -> None:
         for name, value in want.items():
             setattr(cfg, name, value)
         await js.update_stream(cfg)
+    size = cfg.max_msg_size
+    return int(size) if size is not None and size > 0 else -1
 
 
 @dataclass(slots=True)
@@ -176,6 +186,10 @@ class ForwarderStats:
     connects: int = 0
     failures: int = 0
     cursor: int = 0
+    #: events over the server's (or stream's) message size, sent with their ``raw`` left out
+    trimmed: int = 0
+    #: events over it even so: not forwarded (they stay in this host's journal)
+    refused: int = 0
 
 
 class _Lost(Exception):
@@ -305,7 +319,7 @@ class Forwarder:
         # for the publishes themselves, where nats-py's per-message cost would dominate.
         nc = await connect(self.url)
         try:
-            await ensure_stream(nc.jetstream(), self.settings)
+            stream_limit = await ensure_stream(nc.jetstream(), self.settings)
         finally:
             with contextlib.suppress(Exception):
                 await nc.close()
@@ -313,9 +327,12 @@ class Forwarder:
         self.stats.connects += 1
         log.info("forwarding %s to %s from seq %d", self.journal.path, _safe_url(self.url),
                  self.stats.cursor)
-        await self._pump(self._nc, drain)
+        limit = self._nc.max_payload
+        if stream_limit > 0:
+            limit = min(limit, stream_limit)
+        await self._pump(self._nc, drain, limit)
 
-    async def _pump(self, conn: Any, drain: bool) -> None:
+    async def _pump(self, conn: Any, drain: bool, limit: int) -> None:
         # Each publish's reply subject is <inbox>.<journal seq>: the ack names its event, and
         # one wildcard subscription takes them all, in whatever order they come.
         inbox = conn.new_inbox()
@@ -354,10 +371,16 @@ class Forwarder:
             if room > 0 and not self._stop.is_set():
                 rows = self._read(sent, min(room, self.batch))
                 if rows:
-                    conn.write(_frames(rows, reply_prefix, prefix, fixed))
+                    frames, over = _frames(rows, reply_prefix, prefix, fixed, limit)
+                    conn.write(frames)
                     inflight.extend(r[0] for r in rows)
                     sent = rows[-1][0]
                     stats.published += len(rows)
+                    for seq, event_id, size, trimmed in over:
+                        self._oversized(seq, event_id, size, limit, trimmed)
+                        if not trimmed:
+                            stats.published -= 1
+                            done.add(seq)  # nothing to wait for: the cursor may pass it
             if done:
                 n = 0
                 while inflight and inflight[0] in done:
@@ -387,6 +410,20 @@ class Forwarder:
             if self._last_seq() > sent:
                 continue
             await wait_event(self._wake, self.poll_interval)
+
+    def _oversized(self, seq: int, event_id: str, size: int, limit: int, trimmed: bool) -> None:
+        # A message over the limit would make the server drop the connection (or the stream
+        # refuse it) on every retry, and the fleet would stall behind it for ever.
+        what = (f"event {event_id} (seq {seq}) is {size:,} bytes, over the {limit:,}-byte "
+                f"message limit of the NATS server or stream at {_safe_url(self.url)}")
+        if trimmed:
+            self.stats.trimmed += 1
+            log.warning("%s: forwarded without its raw source fields (the whole event stays "
+                        "in this host's journal)", what)
+        else:
+            self.stats.refused += 1
+            log.error("%s even without its raw source fields: not forwarded (it stays in "
+                      "this host's journal)", what)
 
     # -- reading the journal -----------------------------------------------------------------
 
@@ -433,19 +470,43 @@ def _payload(body: str, seq: int, event_id: str) -> bytes:
     return SensEvent.from_json(body).evolve(seq=seq).to_json_text().encode()
 
 
+def _trim(data: bytes, room: int) -> bytes | None:
+    """The published event with ``raw`` replaced by a note of what was left out, if that fits
+    in ``room`` bytes; else None."""
+    event = SensEvent.from_json(data)
+    note = {"pysens_trimmed": f"{len(data):,}-byte event over the fleet's message limit; "
+                              "raw left out (the whole event is in its host's journal)"}
+    small = event.evolve(raw=note).to_json_text().encode()
+    return small if len(small) <= room else None
+
+
+#: An event too large to publish: seq, id, size, and whether it went out trimmed (:func:`_trim`).
+Oversized = tuple[int, str, int, bool]
+
+
 def _frames(rows: list[tuple[int, str, str, str, str]], reply_prefix: bytes, prefix: str,
-            fixed: str | None) -> bytes:
+            fixed: str | None, limit: int = 1 << 20) -> tuple[bytes, list[Oversized]]:
     """One HPUB frame per journal row, joined: subject, reply ``<inbox>.<seq>``, the
-    ``Nats-Msg-Id`` header and the body with its seq (:func:`_payload`)."""
+    ``Nats-Msg-Id`` header and the body with its seq (:func:`_payload`).
+
+    A message over ``limit`` bytes (headers and body) goes out trimmed, or not at all; those
+    events are listed beside the frames."""
     out: list[bytes] = []
+    over: list[Oversized] = []
     add = out.append
     for seq, event_id, host, method, body in rows:
         hdr = f"NATS/1.0\r\nNats-Msg-Id: {event_id}\r\n\r\n".encode()
         data = _payload(body, seq, event_id)
         h = len(hdr)
+        if h + len(data) > limit:
+            small = _trim(data, limit - h)
+            over.append((seq, event_id, h + len(data), small is not None))
+            if small is None:
+                continue
+            data = small
         add(f"HPUB {prefix}.{fixed or host_token(host)}.{method} ".encode() + reply_prefix
             + f"{seq} {h} {h + len(data)}\r\n".encode() + hdr + data + b"\r\n")
-    return b"".join(out)
+    return b"".join(out), over
 
 
 def _ack_error(headers: bytes, data: bytes) -> str:
@@ -512,8 +573,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             await fwd.close()
             s = fwd.stats
-            print(f"sens forward: {s.acked} acked ({s.duplicates} duplicates), cursor {s.cursor}",
-                  file=sys.stderr)
+            big = f", {s.trimmed} trimmed, {s.refused} too large" if s.trimmed or s.refused else ""
+            print(f"sens forward: {s.acked} acked ({s.duplicates} duplicates{big}), "
+                  f"cursor {s.cursor}", file=sys.stderr)
 
     asyncio.run(go())
     journal.close()
