@@ -126,27 +126,40 @@ def _text(value: str | None) -> bytes:
     return struct.pack("=I", len(data)) + data
 
 
-def c_floor(rows: list[Row], tmp: Path) -> Callable[[], float] | None:
+#: The least an idempotent SQLite journal of these events could be: the columns and the unique
+#: id (re-importing must add nothing), the history marks; no body, no time index.
+LEAN_SCHEMA = """
+CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, time_us INTEGER NOT NULL,
+    host TEXT NOT NULL, method TEXT NOT NULL, user_name TEXT, session_id TEXT, body TEXT NOT NULL);
+CREATE TABLE history (seq INTEGER PRIMARY KEY);
+"""
+
+
+def c_floor(rows: list[Row], tmp: Path, *, lean: bool = False) -> Callable[[], float] | None:
     """The rows inserted from C (``sqlite_floor.c``); None when it cannot be built here. The
-    callable returns the program's own timing (loading the rows into memory excluded)."""
+    callable returns the program's own timing (loading the rows into memory excluded).
+
+    ``lean``: into :data:`LEAN_SCHEMA`, every body empty."""
     gcc = shutil.which("gcc")
     if gcc is None:
         return None
     program = tmp / "sqlite_floor"
+    tag = "-lean" if lean else ""
     source = Path(__file__).with_name("sqlite_floor.c")
     built = subprocess.run([gcc, "-O2", "-o", str(program), str(source), "-lsqlite3"],
                            capture_output=True, text=True)
     if built.returncode != 0:
         print(f"sqlite_floor.c not built (libsqlite3-dev missing?): {built.stderr.strip()}")
         return None
-    data = tmp / "rows.bin"
+    data = tmp / f"rows{tag}.bin"
     with data.open("wb") as out:
         for seq, id_, time_us, host, method, user, session, body in rows:
             out.write(struct.pack("=qq", seq, time_us))
-            out.write(b"".join(map(_text, (id_, host, method, user, session, body))))
-    schema = tmp / "schema.sql"
-    schema.write_text("".join(MIGRATIONS))
-    journal = tmp / "floor-c.db"
+            out.write(b"".join(map(_text, (id_, host, method, user, session,
+                                           "" if lean else body))))
+    schema = tmp / f"schema{tag}.sql"
+    schema.write_text(LEAN_SCHEMA if lean else "".join(MIGRATIONS))
+    journal = tmp / f"floor-c{tag}.db"
 
     def go() -> float:
         _fresh(journal)
@@ -206,6 +219,8 @@ def main() -> None:
         t_floor_py, _ = best(python_floor(rows, Path(tmp) / "floor-py.db"))
         floor_c = c_floor(rows, Path(tmp))
         t_floor_c = min(floor_c() for _ in range(REPEAT)) if floor_c is not None else None
+        lean_c = c_floor(rows, Path(tmp), lean=True)
+        t_lean_c = min(lean_c() for _ in range(REPEAT)) if lean_c is not None else None
 
     print(f"wtmp: {records:,} records ({size / 1e6:.1f} MB), {events:,} SENS events; "
           f"best of {REPEAT}, wall time")
@@ -222,6 +237,8 @@ def main() -> None:
     ]
     if t_floor_c is not None:
         lines.append(("floor: the same rows, from C (sqlite_floor.c)", t_floor_c))
+    if t_lean_c is not None:
+        lines.append(("floor, lean: id+columns only, from C", t_lean_c))
     for name, secs in lines:
         print(f"{name:<46}{secs:>9.3f}{records / secs:>12,.0f}{secs / t_last:>8.2f}x")
     assert n == records and encoded == events == len(rows)

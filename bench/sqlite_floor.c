@@ -11,6 +11,9 @@
  *   SCHEMA  the journal's schema (every migration, as SQL)
  *   BATCH   rows per transaction, as the importer journals them
  *
+ * bench_wtmp.py also runs it on a lean schema (no body, no time index) for the least any
+ * idempotent SQLite journal of these events could cost.
+ *
  * Each transaction does what Journal._append does for a fresh import: BEGIN IMMEDIATE, read
  * max(seq), insert the rows, mark their seqs as history, COMMIT. Prints the seconds from
  * opening the database to the last commit. Reading ROWS into memory is not timed.
