@@ -11,6 +11,7 @@ import pytest
 from fleet_fixtures import NatsServer, nats_server, pg_url, storm
 from pysens.cli import main
 from pysens.collector import Collector, check_message
+from pysens.events import SensEvent
 from pysens.journal import Journal
 from pysens.sinks.nats import Forwarder, StreamSettings, ensure_stream
 from pysens.store import StoredEvent, StoreError, open_store
@@ -208,4 +209,33 @@ async def test_history_and_sessions_across_the_fleet(
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted((r["host"], r["session_id"], r["state"]) for r in rows) == [
         ("h1", "1", "disconnected"), ("h2", "0", "active")]
+    journal.close()
+
+
+async def test_text_no_store_can_keep_is_set_aside_and_the_rest_flows(
+    nats_server: NatsServer, pg_url: str, tmp_path: Path
+) -> None:
+    # Before: PostgreSQL refused the whole batch ("text fields cannot contain NUL") on every
+    # retry and the collector stored nothing more, ever.
+    journal = Journal(tmp_path / "j.db")
+    events = storm("h1", 3)
+    # A journal written before SensEvent checked its text (trusted() skips the checks).
+    e = events[0]
+    nul = SensEvent.trusted(e.canonical_method, e.time, e.observed, e.host, e.source,
+                            user_name="a\x00b", session_id="nul")
+    journal.append_many([*events, nul, *storm("h1", 3, start=3)])
+    await _forward(nats_server.url, journal)
+    lone = json.dumps(events[1].to_json() | {"id": "01LONE", "raw": {"k": "\ud800"}})
+    pair = json.dumps(events[1].to_json() | {"id": "01PAIR", "user_name": "\U0001f600"})
+    await _publish_raw(nats_server.url, [("sens.h1.Logon", lone.encode(), None),
+                                         ("sens.h1.Logon", pair.encode(), None)])
+    collector = Collector(nats_server.url, pg_url, exit_idle=0.5)
+    stats = await asyncio.wait_for(collector.run(), 60)
+    assert (stats.stored, stats.rejected, stats.failures) == (7, 2, 0)
+    store = collector.store
+    assert {e.user_name for e in store.query() if e.id == "01PAIR"} == {"\U0001f600"}
+    reasons = sorted(r.reason for r in store.rejected())
+    assert "'user_name' is not text a store" in reasons[0] and "it holds a lone surrogate" in (
+        reasons[1])
+    collector.release()
     journal.close()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +128,33 @@ def test_times_are_utc_with_microseconds() -> None:
     assert format_time(local) == "2026-11-23T20:44:39.123456Z"
     e = SensEvent.from_json({"method": "Logon", "time": "2026-11-23T22:44:39.5+02:00"})
     assert format_time(e.time) == "2026-11-23T20:44:39.500000Z"
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ('{"method": "Logon", "user_name": "a\\ud800b"}', "'user_name' is not Unicode text: a lone "
+                                                      "surrogate U+D800 at 1"),
+    ('{"method": "Logon", "user_name": "a\\u0000b"}', "'user_name' holds a NUL character"),
+    ('{"method": "Logon", "host": "\\u0000"}', "'host' holds a NUL"),
+    ('{"method": "Logon", "raw": {"k": ["x", "\\udfff"]}}', "'raw.k[1]' is not Unicode text"),
+    ('{"method": "Logon", "raw": {"\\udfff": 1}}', "lone surrogate U+DFFF"),
+])
+def test_text_that_cannot_be_stored_is_refused_naming_the_field(line: str, says: str) -> None:
+    with pytest.raises(EventError, match=re.escape(says)):
+        SensEvent.from_json(line)
+
+
+def test_text_that_can_be_stored_passes() -> None:
+    e = SensEvent.from_json('{"method": "Logon", "user_name": "\\ud83d\\ude00", '
+                            '"raw": {"nul": "a\\u0000b"}}')
+    assert e.user_name == "\U0001f600" and e.raw == {"nul": "a\x00b"}
+    assert json.loads(e.to_json_text())["raw"]["nul"] == "a\x00b"  # escaped in the body
+
+
+def test_a_non_utf8_command_line_argument_is_one_line(tmp_path: Path) -> None:
+    # argv bytes that are not UTF-8 reach Python as lone surrogates (os.fsdecode).
+    done = subprocess.run(
+        [sys.executable, "-m", "pysens.cli", "--journal", str(tmp_path / "j.db"), "publish",
+         "Logon", "--user", b"a\xffb"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == "sens: field 'user_name' is not Unicode text: a lone surrogate " \
+                          "U+DCFF at 1\n"

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,6 +64,20 @@ class CollectorStats:
 
 
 _loads = json.JSONDecoder().decode
+
+
+# A "\\udXXX" escape of a surrogate in JSON text: rare, so its presence is the cheap test.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]").search
+
+
+def _utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _us(text: str) -> int:
@@ -117,6 +132,14 @@ def check_message(subject: str, data: bytes, msg_id: str | None,
             return f"field {name!r} is not a string"
     if not isinstance(obj.get("raw", {}), dict):
         return "field 'raw' is not an object"
+    # The store keeps these as text columns: PostgreSQL takes no NUL there, and no store a
+    # lone surrogate (JSON's "\ud800"); such a message would fail its whole batch for ever.
+    for name, value in (("id", event_id), ("host", host), ("user_name", user),
+                        ("session_id", session)):
+        if value is not None and ("\x00" in value or not _utf8(value)):
+            return f"field {name!r} is not text a store can keep (a NUL or a lone surrogate)"
+    if _SURROGATE_ESCAPE(text) and not _utf8(json.dumps(obj, ensure_ascii=False)):
+        return "it holds a lone surrogate (\\ud800-\\udfff), which is not Unicode text"
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
         return "field 'seq' is not an integer"
     return StoredEvent(event_id, host, t_us, method, user, session, seq, subject, text,

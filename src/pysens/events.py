@@ -264,6 +264,12 @@ class SensEvent:
         setattr_(self, "classes", METHOD_CLASSES[method])
         if self.session_id is not None and not isinstance(self.session_id, str):
             setattr_(self, "session_id", str(self.session_id))
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                _check_text(name, value)
+        if self.raw:
+            _check_raw(self.raw)
         now = None
         if self.time is _UNSET_TIME:
             now = _now()
@@ -535,6 +541,48 @@ def _check(name: str, value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
     return _bad(name, value, "a string")
+
+
+#: The text fields the checking constructor looks into (SensEvent.trusted's callers make theirs
+#: from decoded bytes, with "replace"). The store keeps them as columns: PostgreSQL text takes
+#: no NUL, and nothing outside Python takes a lone surrogate (which JSON's "\ud800" and
+#: os.fsdecode of a non-UTF-8 argument both make).
+_TEXT_FIELDS = (
+    "id", "host", "source", "user_name", "domain", "session_id", "session_name", "session_type",
+    "tty", "seat", "client_name", "client_address", "logon_id", "reason",
+)
+
+
+def _check_text(name: str, value: str) -> None:
+    if "\x00" in value:
+        raise EventError(f"field {name!r} holds a NUL character (at {value.index(chr(0))})")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as e:
+            raise EventError(f"field {name!r} is not Unicode text: a lone surrogate "
+                             f"U+{ord(value[e.start]):04X} at {e.start}") from None
+
+
+def _check_raw(value: Any, where: str = "raw", depth: int = 0) -> None:
+    """Every key and string in ``raw`` can be written as UTF-8 (a NUL is fine there: the body
+    escapes it)."""
+    if depth > 100:
+        raise EventError(f"field {where!r} is nested deeper than 100 levels")
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError as e:
+                raise EventError(f"field {where!r} is not Unicode text: a lone surrogate "
+                                 f"U+{ord(value[e.start]):04X} at {e.start}") from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_raw(key, f"{where}.{key!s:.40}", depth + 1)
+            _check_raw(item, f"{where}.{key!s:.40}", depth + 1)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_raw(item, f"{where}[{i}]", depth + 1)
 
 
 def _bad(name: str, value: Any, what: str) -> Any:

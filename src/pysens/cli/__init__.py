@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ..events import EventError
 from .common import CliError, SensArgumentParser
 
 __all__ = ["COMMANDS", "build_parser", "entry", "main"]
@@ -76,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as e:
         print(f"sens: {e}", file=sys.stderr)
         return e.status
+    except EventError as e:
+        # An event built from the command line's own words (`sens publish --user …`).
+        print(f"sens: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
