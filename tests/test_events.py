@@ -158,3 +158,10 @@ def test_a_non_utf8_command_line_argument_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr == "sens: field 'user_name' is not Unicode text: a lone surrogate " \
                           "U+DCFF at 1\n"
+
+
+@pytest.mark.parametrize("bad_id", ["a\r\nNats-Msg-Id: b", "  ", "x" * 129, "caf\u00e9", "a b"])
+def test_a_given_id_must_be_printable_ascii(bad_id: str) -> None:
+    with pytest.raises(EventError, match="field 'id' must be 1 to 128 printable ASCII"):
+        SensEvent.from_json({"method": "Logon", "id": bad_id})
+    assert SensEvent.from_json({"method": "Logon", "id": "{6A1C-GUID}:7"}).id == "{6A1C-GUID}:7"

@@ -246,3 +246,33 @@ async def test_an_event_over_the_message_limit_does_not_stall_the_fleet(
     finally:
         journal.close()
         server.stop()
+
+
+async def test_a_journal_row_that_no_longer_reads_is_set_aside_not_retried(
+    nats_server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    journal.append_many(storm("h1", 3))
+    # Rows that SensEvent would refuse today: a damaged body, an id that would break the
+    # Nats-Msg-Id header line (an older journal, a hand edit, a bad disk).
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO events(id, time_us, host, method, body) VALUES"
+                   " ('01DAMAGED', 1, 'h1', 'Logon', 'garbage')")
+        db.execute("INSERT INTO events(id, time_us, host, method, body) VALUES"
+                   " ('a' || char(13, 10) || 'PUB x 1', 2, 'h1', 'Logon', '{}')")
+    journal.append_many(storm("h1", 3, start=3))
+    fwd = Forwarder(journal, nats_server.url, backoff=(0.05, 0.2), ack_timeout=2)
+    await asyncio.wait_for(fwd.run(drain=True), 60)
+    await fwd.close()
+    assert (fwd.stats.refused, fwd.stats.failures, fwd.stats.acked) == (2, 0, 8)
+    assert fwd.stats.cursor == journal.last_seq() == 8
+    msgs = await stream_messages(nats_server.url)
+    assert len(msgs) == 6
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 2 and all("not forwarded" in s and "\n" not in s for s in said)
+    assert "'01DAMAGED' (seq 4) cannot be read from the journal" in said[0]
+    assert "(seq 5) has an id that is not 1 to 128 printable ASCII" in said[1]
+    journal.close()

@@ -282,6 +282,10 @@ class SensEvent:
             setattr_(self, "observed", parse_time(self.observed))
         if not self.host:
             setattr_(self, "host", default_host())
+        if self.id and not _ID_TEXT(self.id):
+            # Ids travel as NATS message ids (a header line) and in file and URL names.
+            raise EventError(f"field 'id' must be 1 to 128 printable ASCII characters without "
+                             f"spaces, not {json.dumps(self.id)[:60]}")
         if not self.id:
             setattr_(self, "id", _event_id(
                 self.time, self.host, self.source, method, self.session_id, self.user_name,
@@ -551,6 +555,9 @@ _TEXT_FIELDS = (
     "id", "host", "source", "user_name", "domain", "session_id", "session_name", "session_type",
     "tty", "seat", "client_name", "client_address", "logon_id", "reason",
 )
+
+
+_ID_TEXT = re.compile(r"[\x21-\x7e]{1,128}").fullmatch
 
 
 def _check_text(name: str, value: str) -> None:

@@ -9,8 +9,9 @@ cursor. While the server is unreachable the events simply wait in the journal.
 
 An event larger than the server's ``max_payload`` (or the stream's ``max_msg_size``) would be
 refused on every retry and stall everything behind it: it goes out with its ``raw`` source
-fields left out (a note says so), or, still too large, is not forwarded; one log line each
-names the event, which stays whole in this host's journal.
+fields left out (a note says so), or, still too large, is not forwarded. So is a journal row
+that no longer reads as an event. One log line each names the event, which stays in this
+host's journal.
 
 Host names in subjects: a subject token cannot hold ``.``, ``*``, ``>`` or whitespace, so
 :func:`host_token` percent-escapes every byte of the UTF-8 name outside ``[A-Za-z0-9_-]``
@@ -38,6 +39,7 @@ import functools
 import json
 import logging
 import random
+import re
 import signal
 import sqlite3
 import sys
@@ -49,7 +51,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..aio import wait_event
-from ..events import SensEvent
+from ..events import EventError, SensEvent
 from ..journal import Journal, JournalError
 
 __all__ = [
@@ -188,7 +190,8 @@ class ForwarderStats:
     cursor: int = 0
     #: events over the server's (or stream's) message size, sent with their ``raw`` left out
     trimmed: int = 0
-    #: events over it even so: not forwarded (they stay in this host's journal)
+    #: events over it even so, or rows that no longer read as events: not forwarded (they stay
+    #: in this host's journal)
     refused: int = 0
 
 
@@ -376,8 +379,8 @@ class Forwarder:
                     inflight.extend(r[0] for r in rows)
                     sent = rows[-1][0]
                     stats.published += len(rows)
-                    for seq, event_id, size, trimmed in over:
-                        self._oversized(seq, event_id, size, limit, trimmed)
+                    for seq, event_id, what, trimmed in over:
+                        self._set_aside(seq, event_id, what, trimmed)
                         if not trimmed:
                             stats.published -= 1
                             done.add(seq)  # nothing to wait for: the cursor may pass it
@@ -411,19 +414,17 @@ class Forwarder:
                 continue
             await wait_event(self._wake, self.poll_interval)
 
-    def _oversized(self, seq: int, event_id: str, size: int, limit: int, trimmed: bool) -> None:
-        # A message over the limit would make the server drop the connection (or the stream
-        # refuse it) on every retry, and the fleet would stall behind it for ever.
-        what = (f"event {event_id} (seq {seq}) is {size:,} bytes, over the {limit:,}-byte "
-                f"message limit of the NATS server or stream at {_safe_url(self.url)}")
+    def _set_aside(self, seq: int, event_id: str, what: str, trimmed: bool) -> None:
+        # Such an event would be refused on every retry (the server dropping the connection, or
+        # the stream saying no), and the fleet would stall behind it for ever.
+        what = f"event {event_id!r} (seq {seq}) {what}"
         if trimmed:
             self.stats.trimmed += 1
             log.warning("%s: forwarded without its raw source fields (the whole event stays "
                         "in this host's journal)", what)
         else:
             self.stats.refused += 1
-            log.error("%s even without its raw source fields: not forwarded (it stays in "
-                      "this host's journal)", what)
+            log.error("%s: not forwarded (it stays in this host's journal)", what)
 
     # -- reading the journal -----------------------------------------------------------------
 
@@ -480,33 +481,48 @@ def _trim(data: bytes, room: int) -> bytes | None:
     return small if len(small) <= room else None
 
 
-#: An event too large to publish: seq, id, size, and whether it went out trimmed (:func:`_trim`).
-Oversized = tuple[int, str, int, bool]
+#: A journal row that cannot go out as it is: seq, id, what is wrong (a phrase), and whether
+#: a trimmed copy went out instead (:func:`_trim`) or nothing.
+SetAside = tuple[int, str, str, bool]
+
+# What a Nats-Msg-Id header can carry: SensEvent checks new ids so, older journals may not.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,128}").fullmatch
 
 
 def _frames(rows: list[tuple[int, str, str, str, str]], reply_prefix: bytes, prefix: str,
-            fixed: str | None, limit: int = 1 << 20) -> tuple[bytes, list[Oversized]]:
+            fixed: str | None, limit: int = 1 << 20) -> tuple[bytes, list[SetAside]]:
     """One HPUB frame per journal row, joined: subject, reply ``<inbox>.<seq>``, the
     ``Nats-Msg-Id`` header and the body with its seq (:func:`_payload`).
 
-    A message over ``limit`` bytes (headers and body) goes out trimmed, or not at all; those
-    events are listed beside the frames."""
+    A message over ``limit`` bytes (headers and body) goes out trimmed, or not at all, and a
+    row that cannot be read as an event does not go out; those are listed beside the frames."""
     out: list[bytes] = []
-    over: list[Oversized] = []
+    aside: list[SetAside] = []
     add = out.append
     for seq, event_id, host, method, body in rows:
+        if not _HEADER_SAFE(event_id):
+            aside.append((seq, event_id, "has an id that is not 1 to 128 printable ASCII "
+                                         "characters", False))
+            continue
         hdr = f"NATS/1.0\r\nNats-Msg-Id: {event_id}\r\n\r\n".encode()
-        data = _payload(body, seq, event_id)
         h = len(hdr)
-        if h + len(data) > limit:
-            small = _trim(data, limit - h)
-            over.append((seq, event_id, h + len(data), small is not None))
-            if small is None:
-                continue
-            data = small
+        try:
+            data = _payload(body, seq, event_id)
+            if h + len(data) > limit:
+                small = _trim(data, limit - h)
+                what = (f"is {h + len(data):,} bytes, over the {limit:,}-byte message limit of "
+                        "the NATS server or stream")
+                aside.append((seq, event_id, what + ("" if small else " even trimmed"),
+                              small is not None))
+                if small is None:
+                    continue
+                data = small
+        except (EventError, ValueError) as e:
+            aside.append((seq, event_id, f"cannot be read from the journal ({e})", False))
+            continue
         add(f"HPUB {prefix}.{fixed or host_token(host)}.{method} ".encode() + reply_prefix
             + f"{seq} {h} {h + len(data)}\r\n".encode() + hdr + data + b"\r\n")
-    return b"".join(out), over
+    return b"".join(out), aside
 
 
 def _ack_error(headers: bytes, data: bytes) -> str:
@@ -573,7 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             await fwd.close()
             s = fwd.stats
-            big = f", {s.trimmed} trimmed, {s.refused} too large" if s.trimmed or s.refused else ""
+            big = (f", {s.trimmed} trimmed, {s.refused} not forwarded"
+                   if s.trimmed or s.refused else "")
             print(f"sens forward: {s.acked} acked ({s.duplicates} duplicates{big}), "
                   f"cursor {s.cursor}", file=sys.stderr)
 
