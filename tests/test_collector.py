@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet_fixtures import NatsServer, nats_server, pg_url, storm
+from fleet_fixtures import NatsServer, free_port, nats_server, pg_url, storm
 from pysens.cli import main
 from pysens.collector import Collector, check_message
 from pysens.events import SensEvent
@@ -239,3 +239,15 @@ async def test_text_no_store_can_keep_is_set_aside_and_the_rest_flows(
         reasons[1])
     collector.release()
     journal.close()
+
+
+def test_a_batch_run_that_never_gets_through_exits_1_saying_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"  # nobody listens there
+    status = main(["collect", url, "--store", f"sqlite:///{tmp_path}/fleet.db",
+                   "--exit-idle", "0.3"])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 1
+    assert err[-1].startswith("sens: stopped after 0.3 s without getting through: cannot reach "
+                              f"the NATS server at {url}")

@@ -61,6 +61,8 @@ class CollectorStats:
     rejected: int = 0
     batches: int = 0
     failures: int = 0
+    #: why the run ended while failing (``exit_idle`` ran out during an outage), else None
+    gave_up: str | None = None
 
 
 _loads = json.JSONDecoder().decode
@@ -211,6 +213,7 @@ class Collector:
                 else:
                     log.debug("%s", msg)
                 if self.exit_idle is not None and loop.time() - idle_since > self.exit_idle:
+                    self.stats.gave_up = msg
                     return self.stats
             finally:
                 nc, self._nc = self._nc, None

@@ -81,11 +81,17 @@ async def _collect(args: argparse.Namespace, store: Store) -> int:
             loop.remove_signal_handler(sig)
     print(f"sens: collected {s.received} message(s): {s.stored} new event(s), {s.already} "
           f"already stored, {s.rejected} rejected", file=sys.stderr)
+    status = 0
+    if s.gave_up:
+        # A batch run (--exit-idle) that never got through must not look like "nothing new".
+        print(f"sens: stopped after {args.exit_idle:g} s without getting through: {s.gave_up}",
+              file=sys.stderr)
+        status = 1
     if s.rejected:
         print(f"sens: {s.rejected} message(s) were not pysens events; they are kept in the "
               f"rejected table of {store.url}", file=sys.stderr)
-        return 1
-    return 0
+        status = 1
+    return status
 
 
 def run(args: argparse.Namespace) -> int:
