@@ -108,3 +108,29 @@ async def test_group_commit_batches_concurrent_appends(tmp_path: Path) -> None:
     again = await w.append_many([ev(3), ev(500)])
     assert [r.inserted for r in again] == [False, True]
     j.close()
+
+
+def test_a_damaged_page_is_one_line_naming_the_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pysens.cli import main
+
+    path = tmp_path / "j.db"
+    t0 = datetime(2026, 11, 23, tzinfo=UTC)
+    with Journal(path) as j:
+        j.append_many([SensEvent("Logon", user_name=f"u{i}", session_id=str(i), host="h",
+                                 time=t0 + timedelta(seconds=i), raw={"pad": "x" * 300})
+                       for i in range(2000)])
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert path.stat().st_size > 80 * 4096
+    with path.open("r+b") as f:  # opening still works: the damage is deep in the file
+        f.seek(60 * 4096)
+        f.write(bytes(range(256)) * 48)
+    assert main(["--journal", str(path), "history"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"sens: cannot read the journal {path}: database disk image is "
+                          "malformed")
+    with Journal(path) as j, pytest.raises(JournalError, match="sqlite3 .* .recover"):
+        list(j.query())

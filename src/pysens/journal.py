@@ -8,6 +8,7 @@ carries a version (``PRAGMA user_version``) and migrations run forward on open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -156,6 +157,18 @@ class Journal:
                     self._db.execute("ROLLBACK")
                     raise
 
+    @contextlib.contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Hold the lock; an SQLite failure becomes a JournalError naming the file (a damaged
+        page shows up only when a query reaches it, not at open)."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.DatabaseError as e:
+                hint = (f" (damaged: `sqlite3 {self.path} .recover` saves what can be read)"
+                        if "malformed" in str(e) else "")
+                raise JournalError(f"cannot {doing} the journal {self.path}: {e}{hint}") from None
+
     # -- writing -----------------------------------------------------------------------------
 
     def append(self, event: SensEvent) -> AppendResult:
@@ -189,7 +202,7 @@ class Journal:
         """Insert the events whose ids are new; the last seq before, and each event's seq
         (``with_seqs``) or only the number of new events."""
         ids = [e.id for e in events]
-        with self._lock:
+        with self._guard("write to"):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -217,7 +230,8 @@ class Journal:
                                        [(r[0],) for r in rows])
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # the first failure is the one to tell
+                    db.execute("ROLLBACK")
                 raise
         if not with_seqs:
             return last, [len(rows)]
@@ -244,7 +258,7 @@ class Journal:
 
     def get(self, event_id: str) -> SensEvent | None:
         """The journaled event with this id."""
-        with self._lock:
+        with self._guard("read"):
             row = self._db.execute(
                 "SELECT seq, body FROM events WHERE id = ?", (event_id,)
             ).fetchone()
@@ -252,12 +266,12 @@ class Journal:
 
     def last_seq(self) -> int:
         """The highest ``seq`` (0 when empty)."""
-        with self._lock:
+        with self._guard("read"):
             return int(self._db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
 
     def count(self) -> int:
         """How many events the journal holds."""
-        with self._lock:
+        with self._guard("read"):
             return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
 
     def query(
@@ -283,7 +297,7 @@ class Journal:
         sent = 0
         while True:
             sql = "SELECT seq, body FROM events WHERE " + " AND ".join([*clauses, "seq > ?"])
-            with self._lock:
+            with self._guard("read"):
                 rows = self._db.execute(
                     sql + " ORDER BY seq LIMIT ?", (*params, last, batch)
                 ).fetchall()
@@ -302,13 +316,13 @@ class Journal:
 
     def cursor(self, name: str) -> int:
         """The ``seq`` the reader ``name`` has finished with (0: nothing yet)."""
-        with self._lock:
+        with self._guard("read"):
             row = self._db.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
         return 0 if row is None else int(row[0])
 
     def set_cursor(self, name: str, seq: int) -> None:
         """Record that ``name`` has finished with everything up to ``seq``."""
-        with self._lock:
+        with self._guard("write to"):
             self._db.execute(
                 "INSERT INTO cursors(name, seq) VALUES (?, ?)"
                 " ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
@@ -317,7 +331,7 @@ class Journal:
 
     def delete_cursor(self, name: str) -> None:
         """Forget the reader ``name``."""
-        with self._lock:
+        with self._guard("write to"):
             self._db.execute("DELETE FROM cursors WHERE name = ?", (name,))
 
     def close(self) -> None:

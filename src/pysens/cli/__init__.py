@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ..events import EventError
+from ..journal import JournalError
 from .common import CliError, SensArgumentParser
 
 __all__ = ["COMMANDS", "build_parser", "entry", "main"]
@@ -81,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # An event built from the command line's own words (`sens publish --user …`).
         print(f"sens: {e}", file=sys.stderr)
         return 2
+    except JournalError as e:  # opening is checked where it happens; this is a damaged page
+        print(f"sens: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
