@@ -132,5 +132,5 @@ def test_a_damaged_page_is_one_line_naming_the_journal(
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"sens: cannot read the journal {path}: database disk image is "
                           "malformed")
-    with Journal(path) as j, pytest.raises(JournalError, match="sqlite3 .* .recover"):
+    with Journal(path) as j, pytest.raises(JournalError, match=r"sqlite3 .* \.recover"):
         list(j.query())

@@ -116,6 +116,20 @@ def test_not_a_wtmp_file_is_one_clear_error(tmp_path: Path) -> None:
         list(read_wtmp(str(tmp_path / "missing"), lambda _m: None))
 
 
+_OTHER_KINDS = [*sorted((SHARED_DATA / "evtx").glob("*.evtx"))[:3],
+                Path(shutil.which("ls") or "/bin/ls")]
+
+
+@pytest.mark.parametrize("other", _OTHER_KINDS, ids=lambda p: p.name)
+def test_a_file_of_another_kind_is_not_read_as_wtmp(other: Path) -> None:
+    # Before: a plausible-looking record here and there (an .evtx gave 2 SENS events, ls 4)
+    # was enough for the file to be read, and hundreds of "bad record" lines followed.
+    events: list[str] = []
+    with pytest.raises(ReadError, match=f"{other.name} is not a utmp/wtmp file: most records "):
+        events += [str(o) for o in read_wtmp(str(other), events.append)]
+    assert events == []
+
+
 def _scenario(now: datetime) -> list[str]:
     """The research note's scenario (4.4): boots, a shutdown, a crash, a superseded login."""
     def at(text: str) -> datetime:

@@ -170,9 +170,11 @@ def detect_layout(data: bytes, file_size: int | None = None) -> Layout | None:
     """The layout of a utmp/wtmp file from its first bytes ``data``, judged by how many of its
     first records make sense in each (type, pid, time, zeroed reserved bytes), a file size
     (``file_size``, default ``len(data)``) of whole records breaking ties. ``None`` when no
-    record makes sense in any layout (not a utmp file); the 384-byte little-endian layout for
-    data too short to hold one record. Give at least :data:`HEAD_SIZE` bytes when there are."""
-    best: tuple[float, int] | None = None
+    record makes sense in any layout, or fewer than half of them in the best one (not a utmp
+    file: an .evtx or a binary has a plausible-looking record here and there); the 384-byte
+    little-endian layout for data too short to hold one record. Give at least
+    :data:`HEAD_SIZE` bytes when there are."""
+    best: tuple[float, int, bool] | None = None
     for index, layout in enumerate(LAYOUTS):
         count = min(len(data) // layout.size, 64)
         if count == 0:
@@ -188,10 +190,10 @@ def detect_layout(data: bytes, file_size: int | None = None) -> Layout | None:
         size = len(data) if file_size is None else file_size
         score = (good + 2 * zeroed) / (3 * count) + (0.25 if size % layout.size == 0 else 0)
         if best is None or score > best[0]:
-            best = (score, index)
+            best = (score, index, 2 * good >= count)
     if best is None:
         return LAYOUTS[0] if len(data) < RECORD_SIZE else None
-    return LAYOUTS[best[1]]
+    return LAYOUTS[best[1]] if best[2] else None
 
 
 def decode_record(

@@ -163,8 +163,8 @@ def read_records(path: str, on_error: Callable[[str], None]) -> Iterator[UtmpRec
         layout = detect_layout(head, size if size is not None else len(head))
         if layout is None:
             raise ReadError(
-                f"{path} is not a utmp/wtmp file: no record in its first "
-                f"{len(head)} bytes makes sense in any known layout"
+                f"{path} is not a utmp/wtmp file: most records in its first "
+                f"{len(head)} bytes make no sense in any known layout"
             )
         yield from _records(f, head, layout, path, on_error)
 
