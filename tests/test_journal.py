@@ -134,3 +134,55 @@ def test_a_damaged_page_is_one_line_naming_the_journal(
                           "malformed")
     with Journal(path) as j, pytest.raises(JournalError, match=r"sqlite3 .* \.recover"):
         list(j.query())
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["at rest", "with a live writer"])
+def test_someone_who_may_only_read_the_journal_can_read_it(tmp_path: Path, live: bool) -> None:
+    # Before: "attempt to write a readonly database" for anyone but the journal's owner, even
+    # with the file world-readable (a WAL journal is opened for writing by default).
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.fail("this test switches to uid 65534 and needs root (CI has it)")
+    shared = Path(tempfile.mkdtemp(prefix="pysens-ro-", dir="/tmp"))
+    try:
+        shared.chmod(0o755)
+        shutil.copytree(Path(__file__).parents[1] / "src" / "pysens", shared / "pysens")
+        for p in shared.rglob("*"):
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        path = shared / "journal.db"
+        t0 = datetime(2026, 11, 23, tzinfo=UTC)
+        writer = Journal(path)
+        writer.append(SensEvent("Logon", user_name="alice", session_id="1", host="h", time=t0))
+        if not live:
+            writer.close()  # checkpointed: no -wal, no -shm left
+        else:  # the daemon holds it open, with an event only in the -wal file
+            writer.append(SensEvent("Logoff", user_name="alice", session_id="1", host="h",
+                                    time=t0 + timedelta(minutes=5)))
+            assert Path(f"{path}-wal").stat().st_size > 0
+        path.chmod(0o644)
+
+        def sens(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["/usr/bin/python3", "-m", "pysens.cli", "--journal", str(path), *argv],
+                capture_output=True, text=True, timeout=60, cwd="/",
+                env={"PYTHONPATH": str(shared), "PATH": "/usr/bin:/bin", "HOME": "/"},
+                preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)),
+            )
+
+        shown = sens("history")
+        assert shown.returncode == 0, shown.stderr
+        assert [line.split()[2] for line in shown.stdout.splitlines()] == (
+            ["Logon", "Logoff"] if live else ["Logon"])
+        assert sens("timeline", "--json").returncode == 0
+        refused = sens("publish", "Logon", "--user", "mallory")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        if live:
+            writer.close()
+        with Journal(path) as j:
+            assert j.count() == (2 if live else 1)  # nothing written by the reader
+    finally:
+        shutil.rmtree(shared)

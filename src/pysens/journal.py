@@ -111,10 +111,19 @@ class Journal:
     ``durable=True`` makes every commit reach the disk before returning (``synchronous=FULL``);
     the default ``NORMAL`` in WAL mode survives a process crash (kill -9) without an fsync per
     commit, and loses at most the last commits on power loss.
+
+    ``readonly=True`` opens an existing journal for reading only, as someone who may read the
+    file but not write beside it (an admin reading the daemon's journal); writes then fail
+    with a :class:`JournalError`.
     """
 
-    def __init__(self, path: str | Path | None = None, *, durable: bool = False) -> None:
+    def __init__(self, path: str | Path | None = None, *, durable: bool = False,
+                 readonly: bool = False) -> None:
         self.path = Path(path) if path is not None else default_journal_path()
+        self.readonly = readonly
+        if readonly:
+            self._open_readonly()
+            return
         try:
             if str(self.path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,6 +138,33 @@ class Journal:
             raise JournalError(f"cannot open the journal {self.path}: {e}") from None
         except OSError as e:
             raise JournalError(f"cannot open the journal {self.path}: {e.strerror}") from None
+
+    def _open_readonly(self) -> None:
+        uri = self.path.absolute().as_uri()
+        wal = Path(f"{self.path}-wal")
+        self._lock = threading.RLock()
+        try:
+            if not self.path.is_file():
+                raise JournalError(f"there is no journal at {self.path}")
+            try:
+                self._db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False,
+                                           isolation_level=None, timeout=30)
+                version = self.version
+            except sqlite3.OperationalError:
+                # A WAL database wants its -shm writable, or creatable, even to read. With no
+                # -wal file there is nothing beyond the main file to miss: read it as it is.
+                if wal.exists():
+                    raise
+                self._db = sqlite3.connect(f"{uri}?immutable=1", uri=True,
+                                           check_same_thread=False, isolation_level=None)
+                version = self.version
+        except sqlite3.DatabaseError as e:
+            raise JournalError(f"cannot open the journal {self.path} for reading: {e}") from None
+        if version != len(MIGRATIONS):
+            self._db.close()
+            raise JournalError(
+                f"the journal {self.path} has schema version {version} and this pysens reads "
+                f"version {len(MIGRATIONS)}: open it once as its owner (or upgrade pysens)")
 
     # -- schema ------------------------------------------------------------------------------
 

@@ -39,11 +39,20 @@ class SensArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
-def open_journal(args: argparse.Namespace) -> Journal:
-    """The journal named by ``--journal`` (or the default), or a CliError saying why not."""
+def open_journal(args: argparse.Namespace, *, reading: bool = False) -> Journal:
+    """The journal named by ``--journal`` (or the default), or a CliError saying why not.
+
+    ``reading``: a command that only reads falls back to opening the journal read-only, so
+    that someone who may read the file (not write beside it) can still look at it."""
+    path = getattr(args, "journal", None)
     try:
-        return Journal(getattr(args, "journal", None))
+        return Journal(path)
     except JournalError as e:
+        if reading:
+            try:
+                return Journal(path, readonly=True)
+            except JournalError:
+                pass
         raise CliError(str(e)) from None
 
 

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     since = parse_when(args.since) if args.since else None
     until = parse_when(args.until) if args.until else None
-    with open_journal(args) as journal:
+    with open_journal(args, reading=True) as journal:
         for event in journal.query(since=since, until=until, where=where, limit=args.limit):
             print_event(event, args.json)
     return 0

@@ -59,7 +59,7 @@ def _events(args: argparse.Namespace) -> tuple[list[SensEvent], int]:
         from .collect import store_events
 
         return store_events(args)
-    with open_journal(args) as journal:
+    with open_journal(args, reading=True) as journal:
         return list(journal.query()), 0
 
 
