@@ -560,9 +560,8 @@ _TEXT_FIELDS = (
 _ID_TEXT = re.compile(r"[\x21-\x7e]{1,128}").fullmatch
 
 
-def _check_text(name: str, value: str) -> None:
-    if "\x00" in value:
-        raise EventError(f"field {name!r} holds a NUL character (at {value.index(chr(0))})")
+def _check_unicode(name: str, value: str) -> None:
+    """``value`` can be written as UTF-8 (no lone surrogate)."""
     if not value.isascii():
         try:
             value.encode()
@@ -571,18 +570,19 @@ def _check_text(name: str, value: str) -> None:
                              f"U+{ord(value[e.start]):04X} at {e.start}") from None
 
 
+def _check_text(name: str, value: str) -> None:
+    if "\x00" in value:
+        raise EventError(f"field {name!r} holds a NUL character (at {value.index(chr(0))})")
+    _check_unicode(name, value)
+
+
 def _check_raw(value: Any, where: str = "raw", depth: int = 0) -> None:
     """Every key and string in ``raw`` can be written as UTF-8 (a NUL is fine there: the body
     escapes it)."""
     if depth > 100:
         raise EventError(f"field {where!r} is nested deeper than 100 levels")
     if isinstance(value, str):
-        if not value.isascii():
-            try:
-                value.encode()
-            except UnicodeEncodeError as e:
-                raise EventError(f"field {where!r} is not Unicode text: a lone surrogate "
-                                 f"U+{ord(value[e.start]):04X} at {e.start}") from None
+        _check_unicode(where, value)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             _check_raw(key, f"{where}.{key!s:.40}", depth + 1)
