@@ -219,3 +219,27 @@ async def test_criteria_choose_what_a_subscription_receives(tmp_path: Path) -> N
         assert [r["id"] for r in read_jsonl(out)[0]] == [
             e.id for e in evs if e.user_name == "alice" and e.method != "Logoff"]
         store.close()
+
+
+def test_a_sink_that_cannot_work_yet_is_added_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a program\n")
+    plain.chmod(0o644)
+    cases = [
+        (["--exec", str(tmp_path / "absent-hook")], "absent-hook is not an executable file"),
+        (["--exec", str(plain)], "plain.txt is not an executable file"),
+        (["--exec", "no-such-program-here", "x"], "no-such-program-here is not found on this"),
+        (["--jsonl", str(tmp_path / "no-dir" / "x.jsonl")], "no-dir/x.jsonl does not exist"),
+        (["--exec", sys.executable, "-c", "pass"], None),
+        (["--jsonl", str(tmp_path / "x.jsonl")], None),
+    ]
+    for n, (sink, warning) in enumerate(cases):
+        assert main(["subscriptions", "add", f"s{n}", "--class", "ISensLogon2", *sink]) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith(f"sens: added subscription s{n} ")
+        if warning is None:
+            assert err == ""
+        else:
+            assert warning in err and err.startswith("sens: warning: ") and err.count("\n") == 1

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 from ..socketapi import DaemonClient, DaemonError
@@ -82,6 +86,21 @@ def _settings(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return "jsonl", {"path": args.jsonl}
 
 
+def _sink_warning(kind: str, settings: dict[str, Any]) -> str | None:
+    """What will make every delivery fail as things stand (the subscription is added anyway:
+    the hook may be installed, the directory made, later)."""
+    if kind == "exec":
+        program = str(settings["argv"][0])
+        if "/" not in program:
+            if shutil.which(program) is None:
+                return f"{program} is not found on this PATH"
+        elif not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            return f"{program} is not an executable file"
+    elif kind == "jsonl" and not Path(settings["path"]).parent.is_dir():
+        return f"the directory of {settings['path']} does not exist"
+    return None
+
+
 def _target(s: Subscription) -> str:
     if s.sink == "exec":
         return "exec " + " ".join(escape(a) for a in s.settings.get("argv", []))
@@ -115,6 +134,10 @@ def _run(args: argparse.Namespace, store: SubscriptionStore, cursor: Any) -> int
         )
         print(f"sens: added subscription {escape(sub.name)} ({sub.id}); it receives events "
               f"after seq {cursor(sub.cursor)}")
+        warning = _sink_warning(kind, settings)
+        if warning:
+            print(f"sens: warning: {escape(warning)}: its deliveries will fail, and be retried, "
+                  "until that is fixed", file=sys.stderr)
     elif args.action == "list":
         subs = store.list()
         if args.json:
