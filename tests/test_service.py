@@ -129,6 +129,7 @@ def test_requests_that_are_not_json_or_unknown_get_one_sentence(tmp_path: Path) 
     ("[serve]\nsources = [\"none\"\n", 2, "sens.toml:2"),
     ("[[forward]]\nurl = \"http://x\"\n", 2, "nats:// URL"),
     ("[wat]\n", 1, "unknown section [wat]"),
+    ("\nsources = [\"utmp\"]\n", 2, "a key (sources) outside any section"),
 ])
 def test_a_bad_config_names_file_and_line_and_nothing_starts(
     tmp_path: Path, text: str, line: int, message: str

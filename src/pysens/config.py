@@ -126,8 +126,10 @@ def parse_config(text: str, name: str = "<config>") -> ServiceConfig:
         if table == "forward":
             continue
         if table not in _KEYS:
-            raise fail(table, None, f"unknown section [{table}]; known sections are "
-                       "[serve], [delivery] and [[forward]]")
+            what = (f"unknown section [{table}]" if isinstance(value, dict | list)
+                    else f"a key ({table}) outside any section")
+            raise fail(table, None, f"{what}; known sections are [serve], [delivery] and "
+                       "[[forward]]")
         if not isinstance(value, dict):
             raise fail(table, None, f"{table} must be a section ([{table}])")
         for key, v in value.items():
