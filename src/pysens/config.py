@@ -126,10 +126,12 @@ def parse_config(text: str, name: str = "<config>") -> ServiceConfig:
         if table == "forward":
             continue
         if table not in _KEYS:
-            what = (f"unknown section [{table}]" if isinstance(value, dict | list)
-                    else f"a key ({table}) outside any section")
-            raise fail(table, None, f"{what}; known sections are [serve], [delivery] and "
-                       "[[forward]]")
+            known = "known sections are [serve], [delivery] and [[forward]]"
+            if isinstance(value, dict) or (
+                    isinstance(value, list) and value and isinstance(value[0], dict)):
+                raise fail(table, None, f"unknown section [{table}]; {known}")
+            # A key before any section header: its line is in the headless top "table".
+            raise fail("", table, f"a key ({table}) outside any section; {known}", -1)
         if not isinstance(value, dict):
             raise fail(table, None, f"{table} must be a section ([{table}])")
         for key, v in value.items():
