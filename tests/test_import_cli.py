@@ -159,7 +159,54 @@ def test_verbose_reports_progress(
     assert "records" not in quiet  # stderr is not a terminal and no -v: summary only
     assert main(["--journal", str(tmp_path / "j.db"), "-v", "import", "wtmp", src]) == 0
     _, err = capsys.readouterr()
-    assert f"sens import: {src}: 10 records" in err
+    assert f"sens import: {src}: 10 records (" in err  # with how far through the file
+
+
+def test_a_long_import_on_a_terminal_draws_a_bar(tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+    from datetime import UTC, datetime, timedelta
+
+    from wtmp_fixtures import utmpdump_line, write_wtmp
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    lines = []
+    for i in range(15_000):  # 30,000 records, ~11.5 MB: several reading chunks
+        t = t0 + timedelta(seconds=10 * i)
+        tty = f"pts/{i % 30}"
+        lines.append(utmpdump_line(7, f"u{i % 7}", tty, t, pid=1000 + i, id=tty[-4:],
+                                   host="10.0.0.9", addr="10.0.0.9"))
+        lines.append(utmpdump_line(8, "", tty, t + timedelta(seconds=5), pid=1000 + i,
+                                   id=tty[-4:]))
+    wtmp = write_wtmp(tmp_path / "wtmp", lines)
+    leader, follower = pty.openpty()  # stderr a real terminal, as for a person at one
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pysens.cli", "--journal", str(tmp_path / "j.db"), "import",
+         "wtmp", str(wtmp)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=follower)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(60) == 0
+    text = out.decode()
+    frames = [f for f in text.split("\r") if "sens import:" in f]
+    assert frames, text
+    first = frames[0].split(f"{wtmp}: ", 1)[1]
+    assert first.startswith("[") and "%" in first and "10,000 records" in first
+    bar = first[1:first.index("]")]
+    assert set(bar) <= {"#", "."} and 0 < bar.count("#") < len(bar)
+    assert text.rstrip().endswith("sens: imported 45000 events from 1 file (0 already "
+                                  "journaled, 45000 new)")
 
 
 def test_jsonl_from_standard_input(

@@ -31,6 +31,7 @@ from .tracker import Tracker
 
 __all__ = [
     "MULTI_READERS",
+    "POSITIONED_READERS",
     "READERS",
     "ImportSummary",
     "Importer",
@@ -67,6 +68,9 @@ READERS: dict[str, str] = {
 MULTI_READERS: dict[str, str] = {
     "evtx": "pysens.sources.evtx:read_evtx_files",
 }
+
+#: Kinds whose reader takes ``on_position(done, total)`` (bytes): their progress has a fraction.
+POSITIONED_READERS = frozenset({"wtmp", "utmp"})
 
 
 def _module_of(kind: str) -> tuple[Any, str]:
@@ -179,8 +183,9 @@ class Importer:
     ``journal`` may be None (read and pair only). ``host`` is the host of records that carry
     none (wtmp, wtmpdb): default this machine. ``on_events`` receives each journaled batch (with
     ``seq``), ``on_error`` each bad-record or unreadable-file sentence, ``on_progress(path,
-    records)`` a count every ``progress_every`` records. ``deliver``: do not mark the events as
-    history (persistent subscriptions get them too).
+    records, fraction)`` a count every ``progress_every`` records, with how far through the file
+    the reader is (0 to 1) when its kind can tell, else None. ``deliver``: do not mark the events
+    as history (persistent subscriptions get them too).
     """
 
     def __init__(
@@ -191,7 +196,7 @@ class Importer:
         deliver: bool = False,
         on_events: Callable[[list[SensEvent]], None] | None = None,
         on_error: Callable[[str], None] | None = None,
-        on_progress: Callable[[str, int], None] | None = None,
+        on_progress: Callable[[str, int, float | None], None] | None = None,
         progress_every: int = 10_000,
         batch: int = 5_000,
     ) -> None:
@@ -272,7 +277,7 @@ class Importer:
                 self._error(message)
             for n, item in enumerate(items, 1):
                 if n % self._every == 0 and self._on_progress is not None:
-                    self._on_progress(", ".join(remaining), n)
+                    self._on_progress(", ".join(remaining), n, n / len(items))
                 self._feed(item)
             self.summary.files += len(remaining)
             self.summary.records += len(items)
@@ -280,13 +285,21 @@ class Importer:
 
     def import_file(self, kind: str, path: str) -> None:
         """Read one file into the pending batch (journaled each ``batch`` events)."""
+        where: list[float] = []  # the reader's last position, as a fraction of the file
+
+        def at(done: int, total: int) -> None:
+            where[:] = [done / total if total else 1.0]
+
         try:
-            reader = get_reader(kind)
+            reader: Any = get_reader(kind)  # a POSITIONED_READERS one takes on_position too
+            items: Iterable[Item] = (
+                reader(path, self._error, on_position=at) if kind in POSITIONED_READERS
+                else reader(path, self._error))
             count = 0
-            for item in reader(path, self._error):
+            for item in items:
                 count += 1
                 if count % self._every == 0 and self._on_progress is not None:
-                    self._on_progress(path, count)
+                    self._on_progress(path, count, where[0] if where else None)
                 self._feed(item)
         except (ValueError, OSError) as e:
             # ReadError says it all; anything else a reader lets through gets the file's name.

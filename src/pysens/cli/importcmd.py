@@ -9,9 +9,9 @@ from typing import Any
 
 from ..events import SensEvent
 from ..importer import READERS, Importer
-from .common import open_journal, print_event
+from .common import escape, open_journal, print_event
 
-__all__ = ["register", "run"]
+__all__ = ["progress_text", "register", "run"]
 
 # Bad-record sentences printed per run; the rest are only counted (a file of garbage would
 # otherwise flood the terminal).
@@ -42,6 +42,15 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+def progress_text(records: int, fraction: float | None, width: int = 24) -> str:
+    """``[#########...............]  38%  120,000 records`` (a bar when the reader can tell how
+    far through the file it is, else the count alone)."""
+    if fraction is None:
+        return f"{records:,} records"
+    done = round(max(0.0, min(fraction, 1.0)) * width)
+    return f"[{'#' * done}{'.' * (width - done)}] {fraction:4.0%}  {records:,} records"
+
+
 class _Reporter:
     """Error sentences and progress on stderr."""
 
@@ -61,16 +70,18 @@ class _Reporter:
         self._clear()
         print(f"sens: {message}", file=sys.stderr)
 
-    def progress(self, path: str, records: int) -> None:
+    def progress(self, path: str, records: int, fraction: float | None) -> None:
         if self.tty:
             now = time.monotonic()
             if now - self._last >= 0.2:
                 self._last = now
-                sys.stderr.write(f"\rsens import: {path}: {records:,} records")
+                sys.stderr.write(f"\r\033[Ksens import: {escape(path)}: "
+                                 f"{progress_text(records, fraction)}")
                 sys.stderr.flush()
                 self._shown = True
         elif self.verbose and records % _VERBOSE_EVERY == 0:
-            print(f"sens import: {path}: {records:,} records", file=sys.stderr)
+            pct = "" if fraction is None else f" ({fraction:.0%})"
+            print(f"sens import: {escape(path)}: {records:,} records{pct}", file=sys.stderr)
 
     def _clear(self) -> None:
         if self._shown:

@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..events import Method
 from ..importer import ReadError
@@ -146,9 +146,16 @@ def _open(path: str) -> IO[bytes] | gzip.GzipFile:
         raise ReadError(f"cannot read {path}: {e.strerror or e}") from None
 
 
-def read_records(path: str, on_error: Callable[[str], None]) -> Iterator[UtmpRecord]:
+#: ``on_position(done, total)``: how far a reader is through its file, in bytes (for a .gz,
+#: compressed bytes), after each chunk it reads.
+Position = Callable[[int, int], None]
+
+
+def read_records(path: str, on_error: Callable[[str], None],
+                 on_position: Position | None = None) -> Iterator[UtmpRecord]:
     """Every record of the file, the layout detected from its head. A bad record or a cut-short
     last one goes to ``on_error`` (one sentence with the file and offset) and is skipped.
+    ``on_position`` is told how far the reading is (a progress bar).
 
     Raises :class:`~pysens.importer.ReadError` when the file cannot be read or is not a utmp
     file at all.
@@ -166,16 +173,19 @@ def read_records(path: str, on_error: Callable[[str], None]) -> Iterator[UtmpRec
                 f"{path} is not a utmp/wtmp file: most records in its first "
                 f"{len(head)} bytes make no sense in any known layout"
             )
-        yield from _records(f, head, layout, path, on_error)
+        yield from _records(f, head, layout, path, on_error, on_position)
 
 
 def _records(
     f: IO[bytes] | gzip.GzipFile, head: bytes, layout: Layout, path: str,
-    on_error: Callable[[str], None],
+    on_error: Callable[[str], None], on_position: Position | None = None,
 ) -> Iterator[UtmpRecord]:
     size = layout.size
     buf = head
     base = 0  # file offset of buf[0]
+    # The file under a .gz: its compressed size and position are what can be known up front.
+    raw: Any = f.fileobj if isinstance(f, gzip.GzipFile) else f
+    total = os.fstat(raw.fileno()).st_size if on_position is not None else 0
 
     def bad(offset: int, why: str) -> None:
         on_error(f"{path}: record at offset {offset}: {why}; skipped")
@@ -190,6 +200,8 @@ def _records(
         if more:
             buf += more
         whole = len(buf) - len(buf) % size
+        if on_position is not None:
+            on_position(min(raw.tell(), total), total)
         yield from decode_all(memoryview(buf)[:whole], layout, base, bad)
         base += whole
         buf = buf[whole:]
@@ -200,8 +212,9 @@ def _records(
                  f"{size} bytes); skipped")
 
 
-def _read(path: str, on_error: Callable[[str], None], source: str) -> Iterator[Observation]:
-    return _observe_stream(read_records(path, on_error), source)
+def _read(path: str, on_error: Callable[[str], None], source: str,
+          on_position: Position | None) -> Iterator[Observation]:
+    return _observe_stream(read_records(path, on_error, on_position), source)
 
 
 def _observe_stream(records: Iterable[UtmpRecord], source: str) -> Iterator[Observation]:
@@ -234,15 +247,17 @@ def _observe_stream(records: Iterable[UtmpRecord], source: str) -> Iterator[Obse
         yield from out
 
 
-def read_wtmp(path: str, on_error: Callable[[str], None]) -> Iterator[Observation]:
+def read_wtmp(path: str, on_error: Callable[[str], None],
+              on_position: Position | None = None) -> Iterator[Observation]:
     """The observations of a wtmp file (``sens import wtmp``), in file order."""
-    return _read(path, on_error, "wtmp")
+    return _read(path, on_error, "wtmp", on_position)
 
 
-def read_utmp(path: str, on_error: Callable[[str], None]) -> Iterator[Observation]:
+def read_utmp(path: str, on_error: Callable[[str], None],
+              on_position: Position | None = None) -> Iterator[Observation]:
     """The observations of a utmp file (``sens import utmp``): the same mapping, source
     ``utmp``."""
-    return _read(path, on_error, "utmp")
+    return _read(path, on_error, "utmp", on_position)
 
 
 def first_time(path: str) -> datetime | None:
