@@ -73,6 +73,17 @@ def main() -> None:
         page = Path(tmp) / "t.html"
         t_html, _ = best(lambda: quiet([*j, "timeline", "--html", str(page)]))
         page_mb = page.stat().st_size / 1e6
+        # A window: the last tenth of the history (`--since`), against `last --since`.
+        cut = sorted(e.time for e in events)[len(events) * 9 // 10].replace(microsecond=0)
+        since = cut.strftime("%Y-%m-%d %H:%M:%S")
+
+        def run_last_since() -> str:
+            return subprocess.run(["last", "-f", str(wtmp), "-x", "--since", since],
+                                  capture_output=True, text=True, check=True, env=env).stdout
+
+        t_last_since, _ = best(run_last_since)
+        t_since, _ = best(lambda: quiet([*j, "timeline", "--json", "--since",
+                                         cut.isoformat()]))
 
     logins = sum(1 for s in spans if s.logon is not None)
     print(f"wtmp: {records:,} records, {len(events):,} SENS events in the journal, "
@@ -89,6 +100,11 @@ def main() -> None:
     ]
     for name, secs in rows:
         print(f"{name:<44}{secs:>9.3f}{len(spans) / secs:>12,.0f}{secs / t_last:>8.2f}x")
+    print(f"the last tenth of the history (--since {cut.isoformat()}):")
+    print(f"{'last -f FILE -x --since T > /dev/null':<44}{t_last_since:>9.3f}{'':>12}"
+          f"{1:>8.2f}x")
+    print(f"{'sens timeline --json --since T':<44}{t_since:>9.3f}{'':>12}"
+          f"{t_since / t_last_since:>8.2f}x")
     assert logins == last_sessions, (logins, last_sessions)
 
 

@@ -393,3 +393,45 @@ def test_real_wtmp_matches_last(capsys: pytest.CaptureFixture[str], shared_data:
     assert mine and [m[:2] for m in mine] == [t[:2] for t in theirs]
     for r in rows:
         assert r["intervals"] and r["intervals"][0]["start"] == r["start"]
+
+
+_METHODS = [Method.Logon, Method.Logoff, Method.SessionDisconnect, Method.SessionReconnect,
+            Method.PostShell, Method.DisplayLock, Method.BatteryLow]
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.tuples(
+    st.sampled_from(_METHODS), st.sampled_from(["1", "2", "3", None]),
+    st.sampled_from(["h1", "h2"]), st.integers(0, 40)), min_size=1, max_size=60),
+    windows=st.lists(st.tuples(st.integers(-2, 45), st.one_of(st.none(), st.integers(0, 50))),
+                     min_size=1, max_size=6))
+def test_a_window_read_gives_the_timeline_a_whole_read_gives(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Method, str | None, str, int]],
+    windows: list[tuple[int, int | None]],
+) -> None:
+    # `sens timeline --since` reads only the sessions that can overlap the window
+    # (Journal.session_events); whatever the events -- ties, reused keys, a Logoff alone,
+    # events without a session id, non-session methods -- the selected sessions are the same
+    # as from the whole journal.
+    import argparse
+
+    from pysens.cli.timeline import select_spans
+    from pysens.timeline import SESSION_METHODS
+
+    path = tmp_path_factory.mktemp("j") / "j.db"
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    with Journal(path) as j:
+        j.append_many([SensEvent(m, user_name="u" if sid is None else f"u{sid}",
+                                 session_id=sid, host=host, source="test",
+                                 time=t0 + timedelta(minutes=minute))
+                       for m, sid, host, minute in steps])
+        everything = list(j.query())
+        for lo, hi in windows:
+            since = t0 + timedelta(minutes=lo)
+            until = None if hi is None else t0 + timedelta(minutes=hi)
+            args = argparse.Namespace(filter=None, since=since.isoformat(),
+                                      until=None if until is None else until.isoformat())
+            window = list(j.session_events([str(m) for m in SESSION_METHODS], since, until))
+            assert {e.id for e in window} <= {e.id for e in everything}
+            assert ([s.to_json() for s in select_spans(window, args)]
+                    == [s.to_json() for s in select_spans(everything, args)])

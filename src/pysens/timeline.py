@@ -27,6 +27,7 @@ from .events import Method, SensEvent, format_time
 __all__ = [
     "CONNECTED",
     "DISCONNECTED",
+    "SESSION_METHODS",
     "Interval",
     "SessionSpan",
     "build_timeline",
@@ -40,10 +41,12 @@ CONNECTED: Literal["connected"] = "connected"
 DISCONNECTED: Literal["disconnected"] = "disconnected"
 
 M = Method
-_SESSION_METHODS = frozenset({
+#: The methods a timeline is built from (the others are not about a session).
+SESSION_METHODS = frozenset({
     M.Logon, M.Logoff, M.SessionDisconnect, M.SessionReconnect, M.PostShell, M.DisplayLock,
     M.DisplayUnlock, M.StartScreenSaver, M.StopScreenSaver,
 })
+_SESSION_METHODS = SESSION_METHODS
 
 
 class Interval(NamedTuple):

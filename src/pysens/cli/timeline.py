@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from ..events import SensEvent
-from ..timeline import SessionSpan, build_timeline, format_duration, overlaps
+from ..events import SensEvent, format_time
+from ..timeline import SESSION_METHODS, SessionSpan, build_timeline, format_duration, overlaps
 from .common import CliError, compile_filter, escape, open_journal, parse_when
 
 __all__ = ["format_intervals", "format_table", "register", "run", "select_spans"]
@@ -60,15 +60,23 @@ def _events(args: argparse.Namespace) -> tuple[list[SensEvent], int]:
 
         return store_events(args)
     with open_journal(args, reading=True) as journal:
+        if args.since:
+            # Only the sessions that can overlap the window: a long journal is not decoded
+            # whole (each kept session still comes whole, its real logon included).
+            return list(journal.session_events(
+                [str(m) for m in SESSION_METHODS], parse_when(args.since),
+                parse_when(args.until) if args.until else None)), 0
         return list(journal.query()), 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sens timeline``."""
     compile_filter(args.filter)  # a bad filter or time is a usage error before any reading
-    for when in (args.since, args.until):
-        if when:
-            parse_when(when)
+    # Relative times ("-2h") fixed once, so that reading and selecting use the same window.
+    if args.since:
+        args.since = format_time(parse_when(args.since))
+    if args.until:
+        args.until = format_time(parse_when(args.until))
     events, bad = _events(args)
     spans = select_spans(events, args)
     now = datetime.now(UTC)
