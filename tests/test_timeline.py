@@ -14,11 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleet_fixtures import pg_url
 from pysens.cli import main
 from pysens.cli.timeline import format_intervals
 from pysens.events import Method, SensEvent
 from pysens.journal import Journal
 from pysens.observations import HostReset, SessionInfo, SessionRecord
+from pysens.store import open_store
 from pysens.timeline import (
     CONNECTED,
     DISCONNECTED,
@@ -29,6 +31,8 @@ from pysens.timeline import (
     overlaps,
 )
 from pysens.tracker import Tracker
+
+__all__ = ["pg_url"]  # a fixture
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -410,28 +414,71 @@ def test_a_window_read_gives_the_timeline_a_whole_read_gives(
     windows: list[tuple[int, int | None]],
 ) -> None:
     # `sens timeline --since` reads only the sessions that can overlap the window
-    # (Journal.session_events); whatever the events -- ties, reused keys, a Logoff alone,
-    # events without a session id, non-session methods -- the selected sessions are the same
-    # as from the whole journal.
-    import argparse
-
-    from pysens.cli.timeline import select_spans
-    from pysens.timeline import SESSION_METHODS
-
-    path = tmp_path_factory.mktemp("j") / "j.db"
+    # (Journal.session_events, Store.session_events); whatever the events -- ties, reused
+    # keys, a Logoff alone, events without a session id, non-session methods -- the selected
+    # sessions are the same as from the whole journal.
+    where = tmp_path_factory.mktemp("j")
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    with Journal(path) as j:
+    with Journal(where / "j.db") as j, open_store(f"sqlite:///{where}/fleet.db") as store:
         j.append_many([SensEvent(m, user_name="u" if sid is None else f"u{sid}",
                                  session_id=sid, host=host, source="test",
                                  time=t0 + timedelta(minutes=minute))
                        for m, sid, host, minute in steps])
         everything = list(j.query())
+        _store_all(store, everything)
         for lo, hi in windows:
-            since = t0 + timedelta(minutes=lo)
-            until = None if hi is None else t0 + timedelta(minutes=hi)
-            args = argparse.Namespace(filter=None, since=since.isoformat(),
-                                      until=None if until is None else until.isoformat())
-            window = list(j.session_events([str(m) for m in SESSION_METHODS], since, until))
-            assert {e.id for e in window} <= {e.id for e in everything}
-            assert ([s.to_json() for s in select_spans(window, args)]
-                    == [s.to_json() for s in select_spans(everything, args)])
+            _same_window(j, store, everything, t0 + timedelta(minutes=lo),
+                         None if hi is None else t0 + timedelta(minutes=hi))
+
+
+def _store_all(store: Any, events: list[SensEvent]) -> None:
+    from pysens.collector import check_message
+    from pysens.store import StoredEvent
+
+    items = [check_message("s", e.to_json_text().encode(), None) for e in events]
+    store.commit([i for i in items if isinstance(i, StoredEvent)])
+
+
+def _same_window(journal: Journal, store: Any, everything: list[SensEvent], since: datetime,
+                 until: datetime | None) -> None:
+    """The windowed reads of the journal and of the store give the timeline a whole read
+    gives."""
+    import argparse
+
+    from pysens.cli.timeline import select_spans
+    from pysens.timeline import SESSION_METHODS
+
+    names = [str(m) for m in SESSION_METHODS]
+    args = argparse.Namespace(filter=None, since=since.isoformat(),
+                              until=None if until is None else until.isoformat())
+    whole = [s.to_json() for s in select_spans(everything, args)]
+    for window in (list(journal.session_events(names, since, until)),
+                   list(store.session_events(names, since, until))):
+        assert {e.id for e in window} <= {e.id for e in everything}
+        assert [s.to_json() for s in select_spans(window, args)] == whole
+
+
+def test_a_window_read_of_a_postgresql_store_too(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Reused keys, a superseding Logon at the instant of a Logoff, a session open across the
+    # window, one that ended before it, one after it, events without a session id.
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    plan = [("Logon", "1", 0), ("Logoff", "1", 5), ("Logon", "1", 5), ("SessionDisconnect",
+            "1", 8), ("Logon", "2", 1), ("Logoff", "2", 2), ("Logon", "3", 3),
+            ("SessionReconnect", "3", 20), ("Logoff", "3", 30), ("Logon", None, 4),
+            ("Logon", "4", 25), ("Logoff", "1", 40)]
+    events = [SensEvent(m, user_name=f"u{sid}", session_id=sid, host="h", source="test",
+                        time=t0 + timedelta(minutes=minute)) for m, sid, minute in plan]
+    with Journal(tmp_path / "j.db") as j, open_store(pg_url) as store:
+        j.append_many(events)
+        everything = list(j.query())
+        _store_all(store, everything)
+        for lo, hi in [(6, 10), (10, None), (0, 3), (26, 50), (41, None), (2, 2)]:
+            _same_window(j, store, everything, t0 + timedelta(minutes=lo),
+                         None if hi is None else t0 + timedelta(minutes=hi))
+    assert main(["timeline", "--json", "--store", pg_url, "--since",
+                 (t0 + timedelta(minutes=10)).isoformat()]) == 0
+    spans = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    # 1 (open from 5 to 40), 3 (3 to 30), 4 (from 25) and the one with no session id (from 4)
+    assert sorted(str(s["session_id"]) for s in spans) == ["1", "3", "4", "None"]

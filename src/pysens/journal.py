@@ -359,42 +359,23 @@ class Journal:
         on (that Logoff closed everything before it; all of them when there is none). And
         every such event without a session id. The keys and bounds come from the columns, in
         SQL; only the bodies of the kept rows are decoded."""
+        from .timeline import window_bounds, window_needs, window_queries
+
         names = sorted(set(methods))
         marks = ",".join("?" * len(names))
         lo, hi = _us(since), _us(until) if until is not None else None
+        inside_sql, before_sql = window_queries("?", len(names), hi is not None)
         with self._guard("read"):
             inside = self._db.execute(
-                f"SELECT DISTINCT host, session_id FROM events WHERE time_us >= ?"
-                f"{' AND time_us < ?' if hi is not None else ''} AND session_id IS NOT NULL"
-                f" AND method IN ({marks})",
-                (lo, *([hi] if hi is not None else []), *names),
-            ).fetchall()
-            before = self._db.execute(
-                f"SELECT host, session_id, max(time_us),"
-                f" max(CASE WHEN method != 'Logoff' THEN time_us END),"
-                f" max(CASE WHEN method = 'Logoff' THEN time_us END) FROM events"
-                f" WHERE time_us < ? AND session_id IS NOT NULL AND method IN ({marks})"
-                f" GROUP BY host, session_id", (lo, *names)).fetchall()
-        # key -> the time its kept events start at (None: from its first event)
-        bound: dict[tuple[str, str], int | None] = dict.fromkeys(inside)
-        for host, sid, last, last_open, last_logoff in before:
-            key = (host, sid)
-            # Open at `since` when its last event then is not a Logoff (ties: any one not).
-            if key in bound or last_open == last:
-                bound[key] = last_logoff
+                inside_sql, (lo, *([hi] if hi is not None else []), *names)).fetchall()
+            before = self._db.execute(before_sql, (lo, *names)).fetchall()
+        bound = window_bounds(inside, before)
         # Which rows, from the columns alone (no body is read for a row left out) ...
         with self._guard("read"):
             rows = self._db.execute(
                 f"SELECT seq, host, session_id, time_us FROM events WHERE method IN ({marks})"
                 " ORDER BY seq", names).fetchall()
-        kept: list[int] = []
-        for seq, host, sid, t in rows:
-            if sid is None:
-                kept.append(seq)
-            elif (host, sid) in bound:
-                b = bound[(host, sid)]
-                if b is None or t >= b:
-                    kept.append(seq)
+        kept = [seq for seq, host, sid, t in rows if window_needs(bound, host, sid, t)]
         del rows
         # ... then their bodies, in order.
         for n in range(0, len(kept), 500):

@@ -55,17 +55,28 @@ def select_spans(
 
 def _events(args: argparse.Namespace) -> tuple[list[SensEvent], int]:
     """The events to build from, and how many could not be read (already reported)."""
+    # With --since, only the sessions that can overlap the window are read: a long journal
+    # or store is not decoded whole (each kept session still comes whole, its real logon too).
+    names = [str(m) for m in SESSION_METHODS]
+    since = parse_when(args.since) if args.since else None
+    until = parse_when(args.until) if args.until else None
     if args.store:
-        from .collect import store_events
+        from .collect import open_store_arg, store_events
 
-        return store_events(args)
+        if since is None:
+            return store_events(args)
+        bad: list[str] = []
+
+        def on_bad(message: str) -> None:
+            bad.append(message)
+            print(f"sens: {message}", file=sys.stderr)
+
+        with open_store_arg(args.store) as store:
+            return list(store.session_events(names, since, until, hosts=args.host,
+                                             on_bad=on_bad)), len(bad)
     with open_journal(args, reading=True) as journal:
-        if args.since:
-            # Only the sessions that can overlap the window: a long journal is not decoded
-            # whole (each kept session still comes whole, its real logon included).
-            return list(journal.session_events(
-                [str(m) for m in SESSION_METHODS], parse_when(args.since),
-                parse_when(args.until) if args.until else None)), 0
+        if since is not None:
+            return list(journal.session_events(names, since, until)), 0
         return list(journal.query()), 0
 
 
