@@ -109,6 +109,9 @@ _SQLITE_SCHEMA = _SCHEMA.format(INT="INTEGER", BLOB="BLOB")
 _PG_SCHEMA = _SCHEMA.format(INT="BIGINT", BLOB="BYTEA")
 
 _COLUMNS = "id, host, time_us, method, user_name, session_id, seq, subject, body, published_us"
+# The order events are read in: by time, and one host's events at one instant in its journal's
+# order (a Logoff and the Logon it made way for mean something else the other way round).
+_ORDER = "time_us, host, coalesce(seq, 0), id"
 
 
 class Store:
@@ -176,7 +179,8 @@ class Store:
         on_bad: Callable[[str], None] | None = None,
         batch: int = 2000,
     ) -> Iterator[SensEvent]:
-        """Events in time order (then host, id): time in ``[since, until)``, host among
+        """Events in time order (then host, and one host's in its journal's order): time in
+        ``[since, until)``, host among
         ``hosts`` (all when empty), and ``where(event)`` true. A stored body that no longer
         reads as an event is reported to ``on_bad`` (one sentence naming its id) and skipped."""
         p = self._ph()
@@ -191,22 +195,22 @@ class Store:
         if hosts:
             clauses.append(f"host IN ({', '.join([p] * len(hosts))})")
             params.extend(hosts)
-        # Keyset pagination on (time_us, host, id): a huge store streams in batches.
-        last: tuple[int, str, str] | None = None
+        # Keyset pagination on the order (_ORDER): a huge store streams in batches.
+        last: tuple[int, str, int, str] | None = None
         sent = 0
         while True:
             page = list(clauses)
             page_params = list(params)
             if last is not None:
-                page.append(f"(time_us, host, id) > ({p}, {p}, {p})")
+                page.append(f"({_ORDER}) > ({p}, {p}, {p}, {p})")
                 page_params.extend(last)
             sql = "SELECT time_us, host, id, seq, body FROM events"
             if page:
                 sql += " WHERE " + " AND ".join(page)
-            sql += f" ORDER BY time_us, host, id LIMIT {int(batch)}"
+            sql += f" ORDER BY {_ORDER} LIMIT {int(batch)}"
             rows = self._select(sql, page_params)
             for t, host, event_id, seq, body in rows:
-                last = (int(t), host, event_id)
+                last = (int(t), host, int(seq or 0), event_id)
                 event = self._event(event_id, seq, body, on_bad)
                 if event is None:
                     continue
@@ -250,9 +254,7 @@ class Store:
                               [(h, s, a, b, c) for h, s, a, b, c in before])
         m = ", ".join([p] * len(names))
         h = f" AND host IN ({', '.join([p] * len(hosts))})" if hosts else ""
-        # Events of one host at one instant in their journal's order (seq): a Logoff and the
-        # Logon it made way for mean something else the other way round.
-        order = "ORDER BY time_us, host, seq, id"
+        order = f"ORDER BY {_ORDER}"
         rows = self._select(f"SELECT id, host, session_id, time_us FROM events WHERE method IN"
                             f" ({m}){h} {order}", (*names, *hosts))
         kept = [r[0] for r in rows if window_needs(bound, r[1], r[2], int(r[3]))]
