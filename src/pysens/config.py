@@ -25,6 +25,7 @@ A mistake is reported as ``FILE:LINE: what is wrong`` and the daemon does not st
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -45,6 +46,8 @@ class ForwardConfig:
 
     url: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: option -> ``FILE:LINE`` where it is set, for messages about it.
+    where: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ def _line_of(text: str, table: str, key: str | None, index: int = 0) -> int:
                     header_line = number
             continue
         if current == table and seen == index and key is not None and re.match(
-                rf'^"?{re.escape(key)}"?\s*=', stripped):
+                rf'^"?{re.escape(key)}"?\s*[=.]', stripped):
             return number
     return header_line or 1
 
@@ -147,7 +150,8 @@ def parse_config(text: str, name: str = "<config>") -> ServiceConfig:
                 raise fail(table, key, f"[{table}] {key} must be {what}, not {v!r}")
             if isinstance(v, list) and not all(isinstance(s, str) and s for s in v):
                 raise fail(table, key, f"[{table}] sources must be a list of source names")
-            if isinstance(v, int | float) and not isinstance(v, bool) and v <= 0:
+            if isinstance(v, int | float) and not isinstance(v, bool) and (
+                    v <= 0 or not math.isfinite(v)):  # nan passes `<= 0`
                 raise fail(table, key, f"[{table}] {key} must be {what}, not {v!r}")
             kw[key] = tuple(v) if isinstance(v, list) else v
     forwards = data.get("forward", [])
@@ -161,7 +165,9 @@ def parse_config(text: str, name: str = "<config>") -> ServiceConfig:
         if not isinstance(url, str) or not url.startswith(("nats://", "tls://")):
             raise fail("forward", "url" if "url" in f else None,
                        f"[[forward]] url must be a nats:// URL, not {url!r}", i)
-        out.append(ForwardConfig(url, {k: v for k, v in f.items() if k != "url"}))
+        out.append(ForwardConfig(
+            url, {k: v for k, v in f.items() if k != "url"},
+            {k: f"{name}:{_line_of(text, 'forward', k, i)}" for k in f}))
     if kw.get("retry_initial", 1.0) > kw.get("retry_max", 300.0):
         raise fail("delivery", "retry_initial",
                    "[delivery] retry_initial must not exceed retry_max")

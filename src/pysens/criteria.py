@@ -62,12 +62,15 @@ _TOKEN = re.compile(
   | (?P<sym>[&|!~()])
   | (?P<str>'(?:[^']|'')*'|"(?:[^"]|"")*")
   | (?P<guid>\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\})
-  | (?P<int>-?[0-9]+(?![A-Za-z_]))
+  | (?P<int>-?[0-9]+(?![A-Za-z0-9_]))
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
     """,
     re.VERBOSE,
 )
 _KEYWORDS = {"and", "or", "not", "all", "true", "false", "null"}
+#: How deeply NOT and parentheses may nest: far beyond any real filter, well within Python's
+#: recursion limit for parsing here and for evaluating wherever the daemon calls the filter.
+MAX_DEPTH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,9 @@ def _lex(text: str) -> list[_Tok]:
             if ch in "'\"":
                 raise CriteriaError(
                     f"syntax error at position {pos}: the string starting here is not closed", pos)
-            raise CriteriaError(f"syntax error at position {pos}: unexpected {ch!r}", pos)
+            word = re.match(r"[^\s()&|!~=<>'\"]+", text[pos:])
+            what = word.group() if word and len(word.group()) > 1 else ch
+            raise CriteriaError(f"syntax error at position {pos}: unexpected {what[:40]!r}", pos)
         kind = m.lastgroup or ""
         if kind != "ws":
             out.append(_Tok(kind, m.group(), pos))
@@ -141,6 +146,7 @@ class _Parser:
         self.text = text
         self.toks = _lex(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -199,21 +205,32 @@ class _Parser:
         ps = tuple(parts)
         return (lambda e: all(p(e) for p in ps)), eqs
 
+    def deeper(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise CriteriaError(
+                f"syntax error at position {tok.pos}: more than {MAX_DEPTH} levels of NOT and "
+                "parentheses", tok.pos)
+
     def unary(self) -> tuple[Predicate, Eqs]:
         t = self.peek()
         if t.text in ("!", "~") or self.is_word(t, "not"):
             self.take()
+            self.deeper(t)
             inner = self.unary()[0]
+            self.depth -= 1
             return (lambda e: not inner(e)), {}
         return self.comparison()
 
     def comparison(self) -> tuple[Predicate, Eqs]:
         t = self.take()
         if t.text == "(":
+            self.deeper(t)
             inner = self.orexpr()
             close = self.take()
             if close.text != ")":
                 raise self.fail(close, "')'")
+            self.depth -= 1
             return inner
         if t.kind != "word" or t.text.lower() in _KEYWORDS:
             raise self.fail(t, "a column name or '('")

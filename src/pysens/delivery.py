@@ -14,6 +14,7 @@ import asyncio
 import bisect
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,10 @@ PresenceSeed = Callable[[str], set[tuple[str, str]]]
 
 # How many events a sink marked parallel may be handed at once, in separate slices.
 _PARALLEL_SLICES = 8
+# A worker hands its sink chunks sized to take about this long (seconds), and saves its cursor
+# after each: a restart or crash repeats at most about this much work, not a whole batch of
+# slow hook runs. Fast sinks (a file) soon get whole batches.
+_CHUNK_TIME = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,11 @@ class SubscriptionWorker:
         self._pending_presence = self._present
         self.failures = sub.failures
         self.delivered = 0
+        self._chunk = 1
+        timeout = float(sub.settings.get("timeout") or policy.timeout)
+        # Made here, so that stored settings this pysens cannot use stop the worker before it
+        # starts (the manager marks it failing, naming why), not inside its loop.
+        self.sink = make_sink(sub.sink, sub.settings, timeout=timeout)
 
     def wake(self) -> None:
         """New events are in the journal."""
@@ -202,8 +212,6 @@ class SubscriptionWorker:
     async def run(self) -> None:
         """Deliver until cancelled, or until the subscription is marked failing."""
         sub = self.sub
-        timeout = float(sub.settings.get("timeout") or self.policy.timeout)
-        sink = make_sink(sub.sink, sub.settings, timeout=timeout)
         cursor = await asyncio.to_thread(self.journal.cursor, sub.cursor)
         try:
             while True:
@@ -213,30 +221,66 @@ class SubscriptionWorker:
                 if upto == cursor:
                     await self._wake.wait()
                     continue
+                done = 0
                 try:
-                    if todo:
-                        await self._deliver(sink, todo)
+                    while done < len(todo):
+                        n = len(todo) - done
+                        if not sub.parallel:
+                            n = min(n, self._chunk)
+                        began = time.monotonic()
+                        await self._deliver(self.sink, todo[done : done + n])
+                        self._resize(n, time.monotonic() - began)
+                        done += n
+                        self.delivered += n
+                        if done < len(todo):
+                            cursor = await self._advance(todo, states, done)
                 except SinkError as e:
-                    # Skip past what went through; the failed event is retried.
-                    upto = (todo[e.done].seq or cursor + 1) - 1
-                    if upto > cursor:
-                        cursor = upto
-                        await self.tail.save_cursor(sub.cursor, cursor)
+                    done += e.done
                     self.delivered += e.done
-                    if e.done and states:
-                        self._present = states[e.done - 1]
+                    if sub.per_user:
+                        # The owner's presence is known after each delivered event: the
+                        # cursor goes to the last one, not past the events between it and the
+                        # failed one (they may change the presence).
+                        if done and todo[done - 1].seq != cursor:
+                            cursor = await self._advance(todo, states, done)
+                    else:
+                        # Skip past what went through; the failed event is retried.
+                        skip = (todo[done].seq or cursor + 1) - 1
+                        if skip > cursor:
+                            cursor = skip
+                            await self.tail.save_cursor(sub.cursor, cursor)
                     if await self._failed(str(e)):
                         return
                     continue
                 cursor = upto
                 self._present = self._pending_presence
-                self.delivered += len(todo)
                 await self.tail.save_cursor(sub.cursor, cursor)
-                if self.failures:
-                    self.failures = 0
-                    await asyncio.to_thread(self.store.record_success, sub.id)
+                await self._succeeded()
         finally:
-            await sink.aclose()
+            await self.sink.aclose()
+
+    async def _advance(self, todo: list[SensEvent], states: list[set[tuple[str, str]]],
+                       done: int) -> int:
+        """The first ``done`` events of ``todo`` went through: save the cursor at the last of
+        them (with the owner's presence after it); the new cursor."""
+        cursor = todo[done - 1].seq or 0
+        if states:
+            self._present = states[done - 1]
+        await self.tail.save_cursor(self.sub.cursor, cursor)
+        await self._succeeded()
+        return cursor
+
+    def _resize(self, n: int, took: float) -> None:
+        """Size the next chunk from how long ``n`` events took."""
+        if took < _CHUNK_TIME / 2 and n >= self._chunk:
+            self._chunk = min(self.policy.batch, self._chunk * 2)
+        elif took > _CHUNK_TIME:
+            self._chunk = max(1, int(n * _CHUNK_TIME / took))
+
+    async def _succeeded(self) -> None:
+        if self.failures:
+            self.failures = 0
+            await asyncio.to_thread(self.store.record_success, self.sub.id)
 
     async def _failed(self, error: str) -> bool:
         self.failures += 1
@@ -273,6 +317,7 @@ class DeliveryManager:
         self.workers: dict[str, tuple[SubscriptionWorker, asyncio.Task[None]]] = {}
         self._signature: object = None
         self._changed = asyncio.Event()
+        self._syncing = asyncio.Lock()
         self.tail = JournalTail(journal, store)
 
     def wake(self) -> None:
@@ -287,18 +332,30 @@ class DeliveryManager:
 
     async def sync(self) -> None:
         """Start and stop workers to match the stored subscriptions."""
+        # One at a time: the poll loop and a client's reload may both ask, and two passes
+        # side by side would start two workers for one subscription.
+        async with self._syncing:
+            await self._sync()
+
+    async def _sync(self) -> None:
         subs = await asyncio.to_thread(self.store.list)
         self._signature = await asyncio.to_thread(self.store.signature)
         wanted = {s.id: s for s in subs if s.enabled and s.state == "ok"}
+        ended = set()
         for sub_id in list(self.workers):
             worker, task = self.workers[sub_id]
             if sub_id not in wanted or task.done():
                 if not task.done():
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
+                else:
+                    ended.add(sub_id)
                 del self.workers[sub_id]
         for sub_id, sub in wanted.items():
-            if sub_id in self.workers:
+            if sub_id in self.workers or sub_id in ended:
+                # A worker that ended (marked failing) may have done so after the table was
+                # read: restarting it from that stale row would try once more than allowed.
+                # Its end asked for another pass, which reads the table afresh.
                 continue
             try:
                 worker = SubscriptionWorker(sub, self.journal, self.store, self.policy,

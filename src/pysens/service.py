@@ -11,23 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import signal
 import socket
 import sys
+import types
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, ServiceConfig
+from .config import ConfigError, ForwardConfig, ServiceConfig
 from .delivery import DeliveryManager, DeliveryPolicy
 from .events import SensEvent
 from .journal import Journal, JournalError, JournalWriter
 from .live import tracked_events
 from .observations import SessionRecord
 from .socketapi import DaemonError, SocketServer, default_socket_path
-from .sources import Source, SourceUnavailable, detect, open_source
+from .sources import SOURCES, Source, SourceUnavailable, detect, open_source
 from .subscriptions import SubscriptionStore
 from .tracker import Tracker
 
@@ -149,6 +152,14 @@ class Service:
         for name in self.config.sources:
             if name == "none":
                 continue
+            if name == "replay" or (name not in ("auto", *SOURCES) and name != "-"
+                                    and not Path(name).is_file()):
+                # Any other name is a JSON-lines file to replay; a typo ('logindd') would
+                # otherwise start a daemon that watches nothing.
+                where = f" ([serve] sources in {self.config.path})" if self.config.path else ""
+                raise ServiceError(
+                    f"unknown source {name!r}{where}: give auto, logind, utmp, wts, none or "
+                    "the path of a JSON-lines file (there is no such file)")
             try:
                 chosen = name
                 if name == "auto":
@@ -173,9 +184,10 @@ class Service:
             raise ServiceError(f"forwarding needs nats-py ({e.name} is missing); "
                                "install pysens[nats]") from None
         for f in self.config.forward:
+            _check_forward_options(Forwarder, f)
             try:
                 self.forwarders.append(Forwarder(self.journal, f.url, **dict(f.options)))
-            except TypeError as e:
+            except (TypeError, ValueError) as e:
                 raise ServiceError(f"[[forward]] {f.url}: {e}") from None
 
     async def start(self) -> None:
@@ -263,6 +275,61 @@ class Service:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+
+
+def _check_forward_options(forwarder: Any, f: ForwardConfig) -> None:
+    """ServiceError naming the file and line of a ``[[forward]]`` option the forwarder does not
+    take, or of a value of the wrong type (the forwarder's own signature is the list)."""
+    params = inspect.signature(forwarder).parameters
+    try:
+        hints = typing.get_type_hints(forwarder.__init__)
+    except Exception:  # an annotation this Python cannot resolve: the names are still checked
+        hints = {}
+    known = [k for k in params if k not in ("self", "journal", "url")]
+    for key, value in f.options.items():
+        where = f.where.get(key, f"[[forward]] {f.url}")
+        if key not in known:
+            raise ServiceError(f"{where}: unknown key {key!r} in [[forward]]; known keys are: "
+                               + ", ".join(["url", *known]))
+        hint = hints.get(key)
+        if hint is not None and not _fits(value, hint):
+            raise ServiceError(f"{where}: [[forward]] {key} must be {_describe(hint)}, "
+                               f"not {value!r}")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a TOML value suits a simple annotation (str, int, float, bool, X | None, tuple);
+    True for what this does not know how to check."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(
+            _fits(v, a) for v, a in zip(value, args, strict=True))
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint in (int, str):
+        return isinstance(value, hint) and not isinstance(value, bool)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    names = {str: "text", int: "an integer", float: "a number", bool: "true or false"}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint) if h is not type(None))
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        return "a list" if Ellipsis in args else f"a list of {len(args)} values"
+    return names.get(hint, str(hint))
 
 
 def _sd_notify(state: str) -> None:

@@ -42,6 +42,8 @@ def _one(args: argparse.Namespace) -> SensEvent:
     except EventError as e:
         raise CliError(str(e), 2) from None
     domain, _, user = args.user.rpartition("\\")
+    if not user.strip():
+        raise CliError(f"--user {args.user!r} has no user name", 2)
     kw: dict[str, Any] = {}
     if args.time:
         try:
@@ -98,9 +100,11 @@ def run(args: argparse.Namespace) -> int:
         name = "<stdin>" if args.json_file == "-" else args.json_file
         try:
             stream = sys.stdin if args.json_file == "-" else open(  # noqa: SIM115
-                args.json_file, encoding="utf-8", errors="replace")
+                args.json_file, encoding="utf-8", errors="surrogateescape")
         except OSError as e:
             raise CliError(f"cannot read {args.json_file}: {e.strerror}") from None
+        # Bytes that are not UTF-8 come through as lone surrogates, which the event refuses
+        # (one line naming the line and field), as on stdin: never silently replaced.
         with stream:
             events = list(read_events(stream, name, bad))
     else:

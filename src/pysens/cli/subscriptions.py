@@ -96,8 +96,12 @@ def _sink_warning(kind: str, settings: dict[str, Any]) -> str | None:
                 return f"{program} is not found on this PATH"
         elif not (os.path.isfile(program) and os.access(program, os.X_OK)):
             return f"{program} is not an executable file"
-    elif kind == "jsonl" and not Path(settings["path"]).parent.is_dir():
-        return f"the directory of {settings['path']} does not exist"
+    elif kind == "jsonl":
+        path = Path(settings["path"])
+        if path.is_dir():
+            return f"{path} is a directory"
+        if not path.parent.is_dir():
+            return f"the directory of {path} does not exist"
     return None
 
 

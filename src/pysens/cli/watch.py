@@ -58,6 +58,9 @@ def utmp_options(args: argparse.Namespace) -> dict[str, Any]:
 
 async def open_chosen_source(name: str, **options: Any) -> Source:
     """The source ``name`` names; ``auto`` detects one and says which on stderr."""
+    if name == "replay":
+        raise CliError("'replay' is not a source by itself: give the JSON-lines file to replay "
+                       "(--source FILE.jsonl, or - for stdin)", 2)
     try:
         if name == "auto":
             name, why = await detect()

@@ -24,6 +24,8 @@ __all__ = ["ExecSink", "event_environment"]
 
 # Inherited from the daemon so the program can run at all; nothing else leaks through.
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
+# How much of a failing program's standard error is kept to name the failure (its last line).
+_STDERR_KEPT = 4096
 
 
 def event_environment(event: SensEvent) -> dict[str, str]:
@@ -84,7 +86,7 @@ class ExecSink:
         except OSError as e:
             raise SinkError(f"cannot run {self.argv[0]}: {e.strerror}") from None
         try:
-            _, err = await within(self.timeout, proc.communicate(data))
+            err = await within(self.timeout, _talk(proc, data))
         except TimeoutError:
             _kill(proc)
             await proc.wait()
@@ -93,13 +95,49 @@ class ExecSink:
         except BaseException:
             _kill(proc)
             raise
-        if proc.returncode != 0:
-            tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] if err else []
-            why = f": {tail[0][:200]!r}" if tail else ""
-            raise SinkError(f"{self.argv[0]} exited with status {proc.returncode}{why}")
+        status = proc.returncode or 0
+        if status != 0:
+            last = err.decode("utf-8", "replace").strip().splitlines()[-1:] if err else []
+            why = f": {(last[0] if len(last[0]) <= 200 else '…' + last[0][-200:])!r}" \
+                if last else ""
+            if status < 0:
+                try:
+                    name = signal.Signals(-status).name
+                except ValueError:
+                    name = f"signal {-status}"
+                raise SinkError(f"{self.argv[0]} was killed by {name}{why}")
+            raise SinkError(f"{self.argv[0]} exited with status {status}{why}")
 
     async def aclose(self) -> None:
         """Nothing held between events."""
+
+
+async def _talk(proc: asyncio.subprocess.Process, data: bytes) -> bytes:
+    """Feed ``data`` to the program and wait for it; the last bytes of its standard error.
+
+    Not ``communicate()``: that keeps all the output in memory, and a hook printing gigabytes
+    would take the daemon's memory with it. Only the tail is needed to say why it failed."""
+    assert proc.stdin is not None and proc.stderr is not None
+    stdin, stderr = proc.stdin, proc.stderr
+
+    async def feed() -> None:
+        try:
+            stdin.write(data)
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the program need not read its input
+        finally:
+            stdin.close()
+
+    async def tail() -> bytes:
+        kept = b""
+        while chunk := await stderr.read(65536):
+            kept = (kept + chunk)[-_STDERR_KEPT:]
+        return kept
+
+    _, err = await asyncio.gather(feed(), tail())
+    await proc.wait()
+    return err
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:

@@ -2,7 +2,8 @@
 
 A batch is written with one ``write`` and one ``fsync``, then the cursor moves: after a crash the
 tail may be delivered again (at least once), never lost. A torn last line left by a crash in the
-middle of a write is cut off when the sink opens, since that delivery is repeated anyway.
+middle of a write is cut off when the sink opens, since that delivery is repeated anyway; a file
+ending in anything else (not written by this sink) is never cut: a line break is added instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from . import DEFAULT_TIMEOUT, SinkError
 
 __all__ = ["JsonlSink"]
 
+
+# What every line this sink writes starts with (``to_json`` puts the id first), and the longest
+# torn line looked for: a file ending otherwise was not torn by us and is never cut.
+_OUR_LINE = b'{"id": '
+_TORN_MAX = 1 << 20
 
 # Many subscriptions usually get the same events: encode each once (bounded, newest kept).
 _LINES: OrderedDict[str, bytes] = OrderedDict()
@@ -58,15 +64,37 @@ class JsonlSink:
 
     def _open(self) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        size = os.fstat(fd).st_size
-        if size:
-            with self.path.open("rb") as f:
-                f.seek(max(0, size - 65536))
-                tail = f.read()
-            if not tail.endswith(b"\n"):
-                cut = tail.rfind(b"\n")
-                os.truncate(self.path, size - len(tail) + cut + 1 if cut >= 0 else 0)
+        try:
+            self._mend(fd)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
+
+    def _mend(self, fd: int) -> None:
+        """Make the file end with a whole line before appending to it.
+
+        A torn line of ours (a crash cut the write short; that delivery is repeated) is cut
+        off. Anything else without a final newline is someone else's text (the path named a
+        file this sink does not own): it is kept, and our lines start on a line of their own.
+        """
+        size = os.fstat(fd).st_size
+        if not size:
+            return
+        start = max(0, size - _TORN_MAX)
+        with self.path.open("rb") as f:
+            f.seek(start)
+            tail = f.read()
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        # With no line break in the last _TORN_MAX bytes of a longer file, it is not ours.
+        if (cut >= 0 or start == 0) and tail[cut + 1:].startswith(_OUR_LINE):
+            os.ftruncate(fd, start + cut + 1)
+        else:
+            view = memoryview(b"\n")
+            while view:
+                view = view[os.write(fd, view):]
 
     def _write(self, data: bytes) -> None:
         if self._fd is None:

@@ -29,6 +29,29 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def _check_url(url: str) -> None:
+    """ValueError saying what is wrong with ``url`` as a webhook address (what ``http.client``
+    would otherwise only find out at the first delivery, or take for another host)."""
+    def bad(why: str) -> ValueError:
+        return ValueError(f"a webhook needs an http:// or https:// URL, not {url!r} ({why})")
+
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise bad("spaces and control characters must be %-encoded")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise bad(str(e)) from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"a webhook needs an http:// or https:// URL, not {url!r}")
+    if not parts.hostname:
+        raise bad("no host")
+    if "@" in parts.netloc:
+        raise bad("a user name or password in the URL is not sent; use --secret to sign")
+    if port == 0:
+        raise bad("port 0")
+
+
 class WebhookSink:
     """POSTs to ``settings["url"]``, signed with ``settings["secret"]`` when given."""
 
@@ -44,9 +67,9 @@ class WebhookSink:
     def validate(settings: Mapping[str, Any]) -> dict[str, Any]:
         """``{"url": "http(s)://…", "secret": "…" (optional)}``."""
         url = settings.get("url")
-        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not (
-                urlsplit(url).hostname):
+        if not isinstance(url, str):
             raise ValueError(f"a webhook needs an http:// or https:// URL, not {url!r}")
+        _check_url(url)
         out: dict[str, Any] = {"url": url}
         secret = settings.get("secret")
         if secret is not None:
