@@ -27,7 +27,8 @@ from pysens.events import (
 SPEC_KEYS = [
     "id", "seq", "time", "observed", "host", "source", "method", "classes", "user_name",
     "domain", "session_id", "session_name", "session_type", "tty", "seat", "remote",
-    "client_name", "client_address", "logon_id", "reason", "synthesized", "raw",
+    "client_name", "client_address", "logon_id", "reason", "synthesized", "connection",
+    "connection_type", "qoc", "destination", "battery_percent", "raw",
 ]
 
 T = datetime(2026, 11, 23, 20, 44, 39, 123456, tzinfo=UTC)

@@ -47,13 +47,24 @@ class CriteriaError(ValueError):
 COLUMNS: Mapping[str, str] = {
     "bstrusername": "user_name",
     "dwsessionid": "session_id",
+    "bstrconnection": "connection",
+    "ultype": "connection_type",
+    "bstrdestination": "destination",
+    "dwbatterylifepercent": "battery_percent",
+    # SENS's publisher properties for filtering ISensNetwork subscriptions by connection type.
+    "ulconnectionmadetype": "connection_type",
+    "ulconnectionmadetypenoqoc": "connection_type",
+    "ulconnectionlosttype": "connection_type",
     **{name: name for name in (
         "id", "seq", "time", "observed", "host", "source", "method", "classes", "user_name",
         "domain", "session_id", "session_name", "session_type", "tty", "seat", "remote",
-        "client_name", "client_address", "logon_id", "reason", "synthesized",
+        "client_name", "client_address", "logon_id", "reason", "synthesized", "connection",
+        "connection_type", "destination", "battery_percent",
     )},
 }
 _FOLDED = frozenset({"user_name", "domain"})
+#: Columns holding numbers: an integer constant (or its digits quoted) compares as a number.
+_NUMERIC = frozenset({"seq", "connection_type", "battery_percent"})
 
 _TOKEN = re.compile(
     r"""
@@ -273,7 +284,9 @@ def _index_value(column: str, value: Any) -> Any:
         return value.casefold()
     if column == "method" and value == "StartShell":
         return "PostShell"  # one occurrence, two names (SPEC §1); values otherwise exact
-    if column != "seq" and isinstance(value, int):
+    if column in _NUMERIC and isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if column not in _NUMERIC and isinstance(value, int):
         return str(value)
     return value
 
@@ -303,11 +316,12 @@ def _compare(column: str, value: Any, equal: bool) -> Predicate:
         value = _index_value("method", value)
     if isinstance(value, bool):
         return lambda e: (getattr(e, column) is value) == equal
-    if column == "seq" and isinstance(value, str) and value.strip().isdigit():
-        value = int(value)  # seq is a number; '5' and 5 name the same position
+    if column in _NUMERIC and isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # a number column: '5' and 5 name the same value
     if isinstance(value, int):
-        if column == "seq":
-            return lambda e: (e.seq == value) == equal
+        if column in _NUMERIC:
+            number = value
+            return lambda e: (getattr(e, column) == number) == equal
         value = str(value)
     target = value.casefold() if column in _FOLDED else value
     if column in ("user_name", "session_id", "host", "method", "domain"):

@@ -18,8 +18,14 @@ from typing import Any
 
 __all__ = [
     "CLASS_METHODS",
+    "CONNECTION_LAN",
+    "CONNECTION_WAN",
     "METHOD_CLASSES",
     "METHOD_PARAMETERS",
+    "NETWORK_ALIVE_LAN",
+    "NETWORK_ALIVE_WAN",
+    "NETWORK_POWER_FIELDS",
+    "QOC_KEYS",
     "EventClass",
     "EventError",
     "Method",
@@ -68,6 +74,13 @@ class Method(StrEnum):
     OnBatteryPower = "OnBatteryPower"
     BatteryLow = "BatteryLow"
 
+
+#: ISensNetwork's ulType: a LAN (a network card) or a WAN (dial-up, mobile, VPN) connection.
+CONNECTION_LAN = 0
+CONNECTION_WAN = 1
+#: SENS_QOCINFO dwFlags bits: which kind of connection is alive (sensapi.h).
+NETWORK_ALIVE_LAN = 0x1
+NETWORK_ALIVE_WAN = 0x2
 
 M = Method
 #: The methods of each event class, in the interface's vtable order.
@@ -256,6 +269,16 @@ class SensEvent:
     reason: str | None = None
     synthesized: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: ISensNetwork: bstrConnection (the interface or the NetworkManager connection's name).
+    connection: str | None = None
+    #: ISensNetwork: ulType, :data:`CONNECTION_LAN` (0) or :data:`CONNECTION_WAN` (1).
+    connection_type: int | None = None
+    #: ISensNetwork: SENS_QOCINFO as ``{"flags", "in_speed", "out_speed"}`` (bits/s).
+    qoc: Mapping[str, int] | None = None
+    #: ISensNetwork: bstrDestination of DestinationReachable (a name or an address).
+    destination: str | None = None
+    #: ISensOnNow: dwBatteryLifePercent of OnBatteryPower and BatteryLow (0-100).
+    battery_percent: int | None = None
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -270,6 +293,8 @@ class SensEvent:
                 _check_text(name, value)
         if self.raw:
             _check_raw(self.raw)
+        if self.qoc is not None:
+            setattr_(self, "qoc", _check_qoc(self.qoc))
         now = None
         if self.time is _UNSET_TIME:
             now = _now()
@@ -289,7 +314,7 @@ class SensEvent:
         if not self.id:
             setattr_(self, "id", _event_id(
                 self.time, self.host, self.source, method, self.session_id, self.user_name,
-                self.tty, self.logon_id,
+                self.tty, self.logon_id, self.connection, self.destination,
             ))
 
     @classmethod
@@ -304,6 +329,8 @@ class SensEvent:
             event = _new_event(cls)
             for name, setter in _STORED_SETTERS:
                 setter(event, obj[name])
+            for name, setter in _LATER_SETTERS:
+                setter(event, obj.get(name))  # absent from bodies written before they existed
         except (KeyError, TypeError, ValueError):
             return cls.from_json({**obj, "seq": seq})
         _SET_METHOD(event, method)
@@ -321,7 +348,9 @@ class SensEvent:
         tty: str | None = None, seat: str | None = None, remote: bool = False,
         client_name: str | None = None, client_address: str | None = None,
         logon_id: str | None = None, reason: str | None = None, synthesized: bool = False,
-        raw: Mapping[str, Any] | None = None,
+        raw: Mapping[str, Any] | None = None, connection: str | None = None,
+        connection_type: int | None = None, qoc: Mapping[str, int] | None = None,
+        destination: str | None = None, battery_percent: int | None = None,
     ) -> SensEvent:
         """A new event (no ``seq``, id computed as the constructor does) from values a producer
         has already made valid: ``method`` canonical, times timezone-aware UTC, ``host`` not
@@ -330,11 +359,12 @@ class SensEvent:
         ``SensEvent(...)``."""
         event = _new_event(cls)  # the fields in _SLOTS order (asserted below)
         (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, s16, s17, s18,
-         s19, s20, s21) = _SETTERS
+         s19, s20, s21, s22, s23, s24, s25, s26) = _SETTERS
         s0(event, method)
         s1(event, user_name)
         s2(event, session_id)
-        s3(event, _event_id(time, host, source, method, session_id, user_name, tty, logon_id))
+        s3(event, _event_id(time, host, source, method, session_id, user_name, tty, logon_id,
+                            connection, destination))
         s4(event, None)
         s5(event, time)
         s6(event, observed)
@@ -353,6 +383,11 @@ class SensEvent:
         s19(event, reason)
         s20(event, synthesized)
         s21(event, {} if raw is None else raw)
+        s22(event, connection)
+        s23(event, connection_type)
+        s24(event, qoc)
+        s25(event, destination)
+        s26(event, battery_percent)
         return event
 
     @property
@@ -385,6 +420,9 @@ class SensEvent:
         d["classes"] = [str(c) for c in self.classes]
         for name in _PLAIN_FIELDS:
             d[name] = getattr(self, name)
+        d["qoc"] = None if self.qoc is None else dict(self.qoc)
+        d["destination"] = self.destination
+        d["battery_percent"] = self.battery_percent
         d["raw"] = dict(self.raw)
         return d
 
@@ -432,26 +470,33 @@ _SETTER_OF = dict(zip(_SLOTS, _SETTERS, strict=True))
 _SET_METHOD, _SET_CLASSES, _SET_TIME, _SET_OBSERVED, _SET_SEQ = (
     _SETTER_OF[n] for n in ("method", "classes", "time", "observed", "seq"))
 # What from_stored copies as it is: every field but those it converts or is given.
+#: The fields added with ISensNetwork and ISensOnNow: bodies journaled before lack them.
+NETWORK_POWER_FIELDS = ("connection", "connection_type", "qoc", "destination", "battery_percent")
 _STORED_SETTERS = tuple(
     (n, _SETTER_OF[n]) for n in _SLOTS
-    if n not in ("method", "classes", "time", "observed", "seq"))
-assert _SLOTS == (
+    if n not in ("method", "classes", "time", "observed", "seq", *NETWORK_POWER_FIELDS))
+_LATER_SETTERS = tuple((n, _SETTER_OF[n]) for n in NETWORK_POWER_FIELDS)
+assert (
     "method", "user_name", "session_id", "id", "seq", "time", "observed", "host", "source",
     "classes", "domain", "session_name", "session_type", "tty", "seat", "remote", "client_name",
-    "client_address", "logon_id", "reason", "synthesized", "raw",
-), "SensEvent.trusted sets the fields in this order"
+    "client_address", "logon_id", "reason", "synthesized", "raw", *NETWORK_POWER_FIELDS,
+) == _SLOTS, "SensEvent.trusted sets the fields in this order"
 
 
 def _event_id(
     time: datetime, host: str, source: str, method: Method, session_id: str | None,
     user_name: str | None, tty: str | None, logon_id: str | None,
+    connection: str | None = None, destination: str | None = None,
 ) -> str:
     """make_event_id(time, host, source, method, format_time(time), session_id, user_name,
-    tty, logon_id), inlined: every event's id is computed here."""
+    tty, logon_id[, connection, destination]), inlined: every event's id is computed here.
+    The network parts join the key only when set, so logon events keep the ids they had."""
     ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
     # An f-string renders None as "None" and a StrEnum as its value, as str() does.
     key = (f"{host}\x1f{source}\x1f{method}\x1f{format_time(time)}\x1f{session_id}"
            f"\x1f{user_name}\x1f{tty}\x1f{logon_id}")
+    if connection is not None or destination is not None:
+        key += f"\x1f{connection}\x1f{destination}"
     n = (ms << 80) | int.from_bytes(_blake2b(key.encode(), digest_size=10).digest(), "big")
     pairs = _PAIRS
     return "".join([pairs[(n >> s) & 1023] for s in _SHIFTS])
@@ -462,8 +507,26 @@ _NOT_NULL = frozenset({"id", "time", "observed", "host", "source", "remote", "sy
 _PLAIN_FIELDS = (
     "user_name", "domain", "session_id", "session_name", "session_type", "tty", "seat",
     "remote", "client_name", "client_address", "logon_id", "reason", "synthesized",
+    "connection", "connection_type",
 )
 _BOOL_FIELDS = frozenset({"remote", "synthesized"})
+_INT_FIELDS = frozenset({"connection_type", "battery_percent"})
+#: SENS_QOCINFO's members as the event carries them (bits per second, SENS's unit).
+QOC_KEYS = ("flags", "in_speed", "out_speed")
+
+
+def _check_qoc(value: Any) -> dict[str, int]:
+    """``value`` as a QOC object: exactly ``flags``, ``in_speed`` and ``out_speed``, integers."""
+    if not isinstance(value, Mapping) or set(value) != set(QOC_KEYS) or not all(
+            type(value[k]) is int and value[k] >= 0 for k in QOC_KEYS):
+        raise EventError("field 'qoc' must be null or {\"flags\", \"in_speed\", \"out_speed\"}"
+                         f" with integers, not {json.dumps(value, default=str)[:80]}")
+    return {k: value[k] for k in QOC_KEYS}
+
+
+def _qoc_text(qoc: Mapping[str, int]) -> str:
+    return (f'{{"flags": {int(qoc["flags"])}, "in_speed": {int(qoc["in_speed"])}, '
+            f'"out_speed": {int(qoc["out_speed"])}}}')
 
 
 # ensure_ascii=False, default separators: the text journal bodies and JSON lines have always had.
@@ -504,6 +567,10 @@ def _json_text(e: SensEvent, raw: str | None = None) -> str:
     remote, synthesized = e.remote, e.synthesized
     if type(remote) is not bool or type(synthesized) is not bool:
         raise TypeError("remote")
+    cn, ct, qoc, ds, bp = (e.connection, e.connection_type, e.qoc, e.destination,
+                           e.battery_percent)
+    if (ct is not None and type(ct) is not int) or (bp is not None and type(bp) is not int):
+        raise TypeError("connection_type")
     q = _quote
     u, d, s, n, t = e.user_name, e.domain, e.session_id, e.session_name, e.session_type
     y, a, c, ca, li, r = e.tty, e.seat, e.client_name, e.client_address, e.logon_id, e.reason
@@ -525,6 +592,11 @@ def _json_text(e: SensEvent, raw: str | None = None) -> str:
         ', "logon_id": ', "null" if li is None else q(li),
         ', "reason": ', "null" if r is None else q(r),
         ', "synthesized": ', "true" if synthesized else "false",
+        ', "connection": ', "null" if cn is None else q(cn),
+        ', "connection_type": ', "null" if ct is None else str(ct),
+        ', "qoc": ', "null" if qoc is None else _qoc_text(qoc),
+        ', "destination": ', "null" if ds is None else q(ds),
+        ', "battery_percent": ', "null" if bp is None else str(bp),
         ', "raw": ', raw if raw is not None else _ENCODE(dict(e.raw)) if e.raw else "{}", "}",
     ))
 
@@ -540,6 +612,12 @@ def _check(name: str, value: Any) -> Any:
         return value if isinstance(value, bool) else _bad(name, value, "true or false")
     if name == "raw":
         return value if isinstance(value, Mapping) else _bad(name, value, "an object")
+    if name in _INT_FIELDS:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        return _bad(name, value, "an integer")
+    if name == "qoc":
+        return None if value is None else _check_qoc(value)
     if name == "session_id" and isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if value is None or isinstance(value, str):
@@ -553,7 +631,8 @@ def _check(name: str, value: Any) -> Any:
 #: os.fsdecode of a non-UTF-8 argument both make).
 _TEXT_FIELDS = (
     "id", "host", "source", "user_name", "domain", "session_id", "session_name", "session_type",
-    "tty", "seat", "client_name", "client_address", "logon_id", "reason",
+    "tty", "seat", "client_name", "client_address", "logon_id", "reason", "connection",
+    "destination",
 )
 
 

@@ -1,4 +1,5 @@
-"""What sources report: plain facts about sessions, before any SENS rule is applied.
+"""What sources report: plain facts about sessions, connections, destinations and power,
+before any SENS rule is applied.
 
 Sources build these and hand them to :class:`pysens.tracker.Tracker`, which alone decides which
 SENS events they mean. Pure data; no I/O.
@@ -14,8 +15,11 @@ from typing import Any
 from .events import Method, SensEvent
 
 __all__ = [
+    "ConnectionState",
+    "DestinationState",
     "HostReset",
     "Observation",
+    "PowerState",
     "SessionAppeared",
     "SessionChanged",
     "SessionInfo",
@@ -139,4 +143,73 @@ class HostReset:
     host: str | None = None
 
 
-Observation = SessionAppeared | SessionChanged | SessionVanished | SessionRecord | HostReset
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    """One network connection as a source sees it once a change has settled.
+
+    ``usable``: up, with carrier (or the OS's equivalent) and an address other programs can use;
+    the tracker fires ConnectionMade / ConnectionLost when it changes. ``key`` is what stays the
+    same for the life of the connection (``ifindex:3``, an adapter's LUID), while ``connection``
+    is the name SENS reports (the interface, or NetworkManager's connection id), which may
+    change. ``connection_type``: :data:`~pysens.events.CONNECTION_LAN` or ``_WAN``. ``qoc``:
+    ``{"flags", "in_speed", "out_speed"}`` in bits/s, None when the speed is unknown (the
+    NoQOCInfo methods). ``existing``: part of the source's first look at the system (no event
+    unless the tracker was told to include existing).
+    """
+
+    time: datetime
+    source: str
+    key: str
+    connection: str
+    usable: bool
+    connection_type: int = 0
+    qoc: Mapping[str, int] | None = None
+    existing: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationState:
+    """A configured destination was probed: whether it answered, and through which connection.
+
+    The tracker fires DestinationReachable when ``reachable`` turns true (SENS has no event for
+    the opposite). ``connection``, ``connection_type`` and ``qoc`` describe the connection the
+    probe went through (None when unknown).
+    """
+
+    time: datetime
+    source: str
+    destination: str
+    reachable: bool
+    connection: str | None = None
+    connection_type: int | None = None
+    qoc: Mapping[str, int] | None = None
+    existing: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PowerState:
+    """The machine's power as a source sees it once a change has settled.
+
+    ``on_battery``: running on battery (False: AC or UPS-backed AC). ``percent``: the battery's
+    charge, 0-100 (None when there is no battery or it is unknown). ``low``: the source's own
+    "battery low" verdict (UPower WarningLevel >= low, the OS's low-battery setting). The
+    tracker fires OnBatteryPower / OnACPower on changes of ``on_battery`` and BatteryLow once
+    per low spell while on battery.
+    """
+
+    time: datetime
+    source: str
+    on_battery: bool
+    percent: int | None = None
+    low: bool = False
+    existing: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    host: str | None = None
+
+
+Observation = (SessionAppeared | SessionChanged | SessionVanished | SessionRecord | HostReset
+               | ConnectionState | DestinationState | PowerState)

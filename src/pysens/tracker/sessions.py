@@ -1,5 +1,8 @@
 """Observations -> SENS events, and the table of open sessions. Pure: no I/O.
 
+Connection, destination and power observations go to the network and power rules
+(:mod:`pysens.tracker.network`, :mod:`pysens.tracker.power`), which one :class:`Tracker` holds.
+
 Every source reports what it sees (:mod:`pysens.observations`); this module alone decides what
 that means in SENS terms, so every source obeys the same rules (SPEC §1):
 
@@ -21,16 +24,21 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .events import Method, SensEvent, default_host
-from .observations import (
+from ..events import Method, SensEvent, default_host
+from ..observations import (
+    ConnectionState,
+    DestinationState,
     HostReset,
     Observation,
+    PowerState,
     SessionAppeared,
     SessionChanged,
     SessionInfo,
     SessionRecord,
     SessionVanished,
 )
+from .network import NetworkTracker
+from .power import PowerTracker
 
 __all__ = ["OpenSession", "Tracker", "is_user_session"]
 
@@ -126,6 +134,12 @@ class Tracker:
         self._open: dict[Key, OpenSession] = {}
         self._ignored: dict[Key, SessionInfo] = {}
         self._closed: OrderedDict[Key, None] = OrderedDict()
+        #: The ISensNetwork rules and their table of usable connections.
+        self.network = NetworkTracker(host=self.host, include_existing=include_existing,
+                                      clock=self._clock)
+        #: The ISensOnNow rules and the power state.
+        self.power = PowerTracker(host=self.host, include_existing=include_existing,
+                                  clock=self._clock)
 
     # -- the table ---------------------------------------------------------------------------
 
@@ -157,6 +171,12 @@ class Tracker:
             return self._vanished(obs)
         if isinstance(obs, SessionRecord):
             return self._record(obs)
+        if isinstance(obs, ConnectionState):
+            return self.network.feed_connection(obs)
+        if isinstance(obs, DestinationState):
+            return self.network.feed_destination(obs)
+        if isinstance(obs, PowerState):
+            return self.power.feed(obs)
         return self._reset(obs)
 
     # -- rules -------------------------------------------------------------------------------
