@@ -31,9 +31,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
 
 from pysens.events import SensEvent  # noqa: E402
+from pysens.fleet.forwarder import Forwarder  # noqa: E402
+from pysens.fleet.store import open_store  # noqa: E402
 from pysens.journal import Journal  # noqa: E402
-from pysens.sinks.nats import Forwarder  # noqa: E402
-from pysens.store import open_store  # noqa: E402
 
 METHODS = ("Logon", "PostShell", "SessionDisconnect", "SessionReconnect", "Logoff")
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -120,7 +120,7 @@ async def pipeline(url: str, journal: Journal, store_url: str, n: int, tmp: Path
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - t
     cpu1 = (time.process_time(), cpu_seconds(collector.pid), cpu_seconds(server_pid))
-    await fwd.close()
+    await fwd.aclose()
     await task
     collector.terminate()
     collector.wait()

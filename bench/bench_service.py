@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 
 from pysens.events import SensEvent
-from pysens.journal import Journal
-from pysens.subscriptions import SubscriptionStore
+from pysens.journal import Journal, SubscriptionStore
 
 
 def request(sock: str, req: dict[str, object]) -> dict[str, object]:

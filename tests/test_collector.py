@@ -10,11 +10,12 @@ import pytest
 
 from fleet_fixtures import NatsServer, free_port, nats_server, pg_url, storm
 from pysens.cli import main
-from pysens.collector import Collector, check_message
 from pysens.events import SensEvent
+from pysens.fleet.collector import Collector, check_message
+from pysens.fleet.forwarder import Forwarder
+from pysens.fleet.store import StoredEvent, StoreError, open_store
+from pysens.fleet.stream import StreamSettings, ensure_stream
 from pysens.journal import Journal
-from pysens.sinks.nats import Forwarder, StreamSettings, ensure_stream
-from pysens.store import StoredEvent, StoreError, open_store
 
 __all__ = ["nats_server", "pg_url"]
 
@@ -22,7 +23,7 @@ __all__ = ["nats_server", "pg_url"]
 async def _forward(url: str, journal: Journal) -> None:
     fwd = Forwarder(journal, url)
     await fwd.run(drain=True)
-    await fwd.close()
+    await fwd.aclose()
 
 
 async def _publish_raw(url: str, items: list[tuple[str, bytes, dict[str, str] | None]]) -> None:
@@ -129,7 +130,7 @@ async def test_a_deleted_consumer_is_recreated_after_backoff_and_nothing_is_lost
         await _forward(nats_server.url, journal)
         await await_for(lambda: collector.store.count() == 30, "the later events stored")
     finally:
-        await collector.close()
+        collector.stop()
         await task
         collector.release()
     warned = [m for m in caplog.messages if "keeps retrying" in m]

@@ -15,6 +15,7 @@ from pysens import (
     SensEvent,
     SensLogon,
     SensLogon2,
+    SensNetwork,
     SensOnNow,
 )
 
@@ -240,7 +241,7 @@ def test_indexed_and_unindexed_subscribers_mix() -> None:
     assert sorted(got) == sorted(["user42", "session9", "host", "any", "or"])
 
 
-def test_on_now_parameters_come_from_raw() -> None:
+def test_on_now_and_network_parameters_come_from_the_event_fields() -> None:
     got: list[int] = []
 
     class Power(SensOnNow):
@@ -249,8 +250,18 @@ def test_on_now_parameters_come_from_raw() -> None:
 
     es = EventSystem()
     es.subscribe(Power(), event_class="ISensOnNow")
-    es.fire(SensEvent(method="BatteryLow", raw={"dwBatteryLifePercent": 7}))
+    es.fire(SensEvent(method="BatteryLow", battery_percent=7))
     assert got == [7]
+    made: list[tuple[str, int, object]] = []
+
+    class Net(SensNetwork):
+        def connection_made(self, connection: str, type_: int, qoc_info: object) -> None:
+            made.append((connection, type_, qoc_info))
+
+    es.subscribe(Net(), event_class="ISensNetwork")
+    qoc = {"flags": 1, "in_speed": 100, "out_speed": 100}
+    es.fire(SensEvent(method="ConnectionMade", connection="eth0", connection_type=0, qoc=qoc))
+    assert made == [("eth0", 0, qoc)]
 
 
 def test_plain_callables_fast_path_still_isolates_failures() -> None:

@@ -19,8 +19,8 @@ import pytest
 from conftest import SHARED_DATA
 from pysens.cli import main
 from pysens.events import Method, SensEvent
-from pysens.importer import ReadError
 from pysens.observations import HostReset, Observation, SessionRecord
+from pysens.sources import ReadError
 from pysens.sources.evtx import CHUNK_SIZE, HEADER_SIZE, read_evtx, read_evtx_files
 from pysens.sources.evtx_map import correlate, disconnect_reason, parse_record
 from pysens.tracker import Tracker

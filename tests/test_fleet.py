@@ -18,8 +18,8 @@ from fleet_fixtures import (
     stream_messages,
     wait_for,
 )
+from pysens.fleet.store import open_store
 from pysens.journal import Journal
-from pysens.store import open_store
 
 __all__ = ["nats_server", "pg_url"]
 
@@ -28,7 +28,7 @@ ROUND = 1500
 
 
 def _forwarder(url: str, journal: Path, log: Path, *extra: str) -> object:
-    return spawn("-m", "pysens.sinks.nats", url, "--journal", str(journal), *extra, log=log)
+    return spawn("-m", "pysens.cli", "forward", url, "--journal", str(journal), *extra, log=log)
 
 
 def _collector(url: str, store: str, log: Path, *extra: str) -> object:

@@ -12,9 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet_fixtures import NatsServer, await_for, free_port, nats_server, storm, stream_messages
+from pysens.cli.forward import main
 from pysens.events import SensEvent
+from pysens.fleet.forwarder import Forwarder
+from pysens.fleet.stream import host_from_token, host_token, subject_for
 from pysens.journal import Journal
-from pysens.sinks.nats import Forwarder, host_from_token, host_token, main, subject_for
 
 __all__ = ["nats_server"]
 
@@ -61,7 +63,7 @@ async def test_forwards_every_event_once_with_its_id_and_seq(
     await nc.close()
     assert (cfg.subjects, cfg.max_msgs, cfg.max_bytes, cfg.max_age) == (
         ["sens.>"], 100_000, 50_000_000, 3600)
-    await fwd.close()
+    await fwd.aclose()
     journal.close()
 
 
@@ -72,14 +74,14 @@ async def test_republishing_from_an_old_cursor_adds_nothing(
     journal.append_many(storm("h1", 40))
     fwd = Forwarder(journal, nats_server.url)
     await fwd.run(drain=True)
-    await fwd.close()
+    await fwd.aclose()
     # A crash before the cursor was saved looks like this: everything goes out again.
     journal.set_cursor(fwd.cursor_name, 0)
     again = Forwarder(journal, nats_server.url)
     await again.run(drain=True)
     assert again.stats.acked == 40 and again.stats.duplicates == 40
     assert len(await stream_messages(nats_server.url)) == 40
-    await again.close()
+    await again.aclose()
 
 
 async def test_host_override_names_the_subject_but_not_the_event(
@@ -89,7 +91,7 @@ async def test_host_override_names_the_subject_but_not_the_event(
     journal.append_many(storm("web01", 5))
     fwd = Forwarder(journal, nats_server.url, host="4f1c-uuid")
     await fwd.run(drain=True)
-    await fwd.close()
+    await fwd.aclose()
     msgs = await stream_messages(nats_server.url)
     assert {m.subject.split(".")[1] for m in msgs} == {"4f1c-uuid"}
     assert {json.loads(m.data)["host"] for m in msgs} == {"web01"}
@@ -116,7 +118,7 @@ async def test_unreachable_server_logs_one_sentence_and_events_flow_when_it_come
         await await_for(lambda: fwd.stats.cursor == 20, "the backlog to be forwarded")
         assert len(await stream_messages(server.url)) == 20
     finally:
-        await fwd.close()
+        await fwd.aclose()
         await task
         server.stop()
         journal.close()
@@ -129,7 +131,7 @@ async def test_not_a_nats_url_is_one_sentence_and_retried(
     fwd = Forwarder(journal, "nats://no-such-host.invalid:4222", backoff=(0.05, 0.1))
     task = asyncio.create_task(fwd.run())
     await await_for(lambda: fwd.stats.failures >= 2, "retries")
-    await fwd.close()
+    await fwd.aclose()
     await task
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "no-such-host.invalid" in warnings[0]
@@ -155,7 +157,7 @@ async def test_server_restart_in_the_middle_loses_and_doubles_nothing(
         await await_for(lambda: fwd.stats.cursor == total, "every event to be acknowledged")
         assert fwd.stats.connects >= 2
     finally:
-        await fwd.close()
+        await fwd.aclose()
         await task
     msgs = await stream_messages(nats_server.url)
     ids = [m.headers["Nats-Msg-Id"] for m in msgs]
@@ -175,7 +177,7 @@ def test_standalone_forwarder_drains(nats_server: NatsServer, tmp_path: Path) ->
 
 def test_published_body_is_the_event_with_its_seq_whatever_the_stored_shape() -> None:
     from pysens.events import SensEvent
-    from pysens.sinks.nats import _payload
+    from pysens.fleet.forwarder import _payload
 
     e = SensEvent(method="Logon", user_name="alice", session_id="3", raw={"seq": "x"})
     want = e.evolve(seq=42).to_json_text()
@@ -227,7 +229,7 @@ async def test_an_event_over_the_message_limit_does_not_stall_the_fleet(
         journal.append_many(events)
         fwd = Forwarder(journal, server.url, backoff=(0.05, 0.2), ack_timeout=2)
         await asyncio.wait_for(fwd.run(drain=True), 60)
-        await fwd.close()
+        await fwd.aclose()
         assert (fwd.stats.trimmed, fwd.stats.refused, fwd.stats.failures) == (1, 1, 0)
         assert journal.cursor(f"forward:{server.url}") == journal.last_seq() == len(events)
         msgs = {m.headers["Nats-Msg-Id"]: json.loads(m.data)
@@ -266,7 +268,7 @@ async def test_a_journal_row_that_no_longer_reads_is_set_aside_not_retried(
     journal.append_many(storm("h1", 3, start=3))
     fwd = Forwarder(journal, nats_server.url, backoff=(0.05, 0.2), ack_timeout=2)
     await asyncio.wait_for(fwd.run(drain=True), 60)
-    await fwd.close()
+    await fwd.aclose()
     assert (fwd.stats.refused, fwd.stats.failures, fwd.stats.acked) == (2, 0, 8)
     assert fwd.stats.cursor == journal.last_seq() == 8
     msgs = await stream_messages(nats_server.url)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fleet_fixtures import NatsServer, free_port, nats_server
-from pysens.natsproto import NatsConnection, NatsProtocolError, header_value, status_of
+from pysens.fleet.natsproto import NatsConnection, NatsProtocolError, header_value, status_of
 
 __all__ = ["nats_server"]
 
@@ -119,7 +119,7 @@ async def test_publish_and_receive_through_a_real_server(nats_server: NatsServer
             await asyncio.sleep(0.02)
         assert replies and (status_of(replies[0][2]) == 503 or b"error" in replies[0][3])
     finally:
-        await conn.close()
+        await conn.aclose()
     assert conn.closed.done()
     with pytest.raises(ConnectionError):
         conn.write(b"PING\r\n")
@@ -132,7 +132,7 @@ async def test_a_stopped_server_completes_closed_with_a_reason(nats_server: Nats
         why = await asyncio.wait_for(conn.closed, 30)
         assert "server" in why or "connection" in why
     finally:
-        await conn.close()
+        await conn.aclose()
 
 
 async def test_unreachable_server_is_one_sentence() -> None:
@@ -234,7 +234,7 @@ async def test_tls_is_upgraded_after_info_and_verified(
                 if got:
                     break
                 await asyncio.sleep(0.02)
-            await conn.close()
+            await conn.aclose()
             assert got == [(b"t", b"", b"", b"ok")]
     finally:
         server.stop()

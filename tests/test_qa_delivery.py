@@ -17,9 +17,8 @@ from pysens.cli import main
 from pysens.criteria import MAX_DEPTH, CriteriaError, compile_criteria
 from pysens.delivery import DeliveryManager, DeliveryPolicy
 from pysens.events import SensEvent
-from pysens.journal import Journal
+from pysens.journal import Journal, SubscriptionStore
 from pysens.sinks import SinkError, make_sink
-from pysens.subscriptions import SubscriptionStore
 from service_fixtures import daemon, events, read_jsonl, start_daemon, stop, write_events
 
 EV = SensEvent(method="Logon", user_name="alice", session_id="1", host="web01",

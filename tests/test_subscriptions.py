@@ -11,8 +11,7 @@ import pytest
 
 from pysens.cli import main
 from pysens.delivery import DeliveryManager, DeliveryPolicy
-from pysens.journal import Journal
-from pysens.subscriptions import SubscriptionError, SubscriptionStore, mark_history
+from pysens.journal import Journal, SubscriptionError, SubscriptionStore
 from service_fixtures import events, read_jsonl
 
 FAST = DeliveryPolicy(max_failures=3, retry_initial=0.01, retry_max=0.04, timeout=10)
@@ -109,7 +108,7 @@ async def test_delivery_in_journal_order_with_method_filter_and_history_skipped(
                   settings={"path": str(logoff_out)})
         live = j.append_many(events(30))
         imported = j.append_many(events(10, start=100))
-        mark_history(j, [r.event.seq or 0 for r in imported])
+        j.mark_history([r.event.seq or 0 for r in imported])
         more = j.append_many(events(10, start=200))
         manager = DeliveryManager(j, store, FAST)
         last = more[-1].event.seq or 0

@@ -16,11 +16,10 @@ from hypothesis import strategies as st
 
 from fleet_fixtures import pg_url
 from pysens.cli import main
-from pysens.cli.timeline import format_intervals
 from pysens.events import Method, SensEvent
+from pysens.fleet.store import open_store
 from pysens.journal import Journal
 from pysens.observations import HostReset, SessionInfo, SessionRecord
-from pysens.store import open_store
 from pysens.timeline import (
     CONNECTED,
     DISCONNECTED,
@@ -28,6 +27,7 @@ from pysens.timeline import (
     SessionSpan,
     build_timeline,
     format_duration,
+    format_intervals,
     overlaps,
 )
 from pysens.tracker import Tracker
@@ -366,8 +366,8 @@ def test_cli_control_characters_are_escaped(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_cli_reads_the_fleet_store(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from pysens.collector import check_message
-    from pysens.store import StoredEvent, open_store
+    from pysens.fleet.collector import check_message
+    from pysens.fleet.store import StoredEvent, open_store
 
     url = f"sqlite:///{tmp_path}/fleet.db"
     events = [*rdp_day(), ev("Logon", 7, host="db01", user="carol", sid="c1")]
@@ -432,8 +432,8 @@ def test_a_window_read_gives_the_timeline_a_whole_read_gives(
 
 
 def _store_all(store: Any, events: list[SensEvent]) -> None:
-    from pysens.collector import check_message
-    from pysens.store import StoredEvent
+    from pysens.fleet.collector import check_message
+    from pysens.fleet.store import StoredEvent
 
     items = [check_message("s", e.to_json_text().encode(), None) for e in events]
     store.commit([i for i in items if isinstance(i, StoredEvent)])

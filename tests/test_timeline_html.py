@@ -22,7 +22,7 @@ from pysens.cli import main
 from pysens.events import SensEvent
 from pysens.journal import Journal
 from pysens.timeline import SessionSpan, build_timeline
-from pysens.timeline_html import COLORS, render_html, time_ticks
+from pysens.timeline.html import COLORS, render_html, time_ticks
 
 T0 = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from pysens.events import Method
-from pysens.importer import ReadError
+from pysens.sources import ReadError
 from pysens.sources.utmprecord import decode_record, detect_layout, encode_record
 from pysens.sources.wtmp import read_records, read_wtmp
 from wtmp_fixtures import (

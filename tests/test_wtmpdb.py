@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from pysens.events import Method
-from pysens.importer import ReadError, pair_sessions
+from pysens.sources import ReadError
 from pysens.sources.wtmpdb import read_wtmpdb
+from pysens.timeline import pair_sessions
 from wtmp_fixtures import parse_last, read_events, run_last, utmpdump_line, write_wtmp
 
 # The table exactly as upstream creates it (thkukuk/wtmpdb lib/sqlite.c); a login inserts a

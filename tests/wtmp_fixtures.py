@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pysens.events import SensEvent
-from pysens.importer import Importer, pair_sessions
+from pysens.importer import Importer
+from pysens.timeline import pair_sessions
 
 #: (user, line, host, login, end): end is "open", "crash", "down" or the logout time; times are
 #: ``last --time-format iso`` text (seconds, +00:00).

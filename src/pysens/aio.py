@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import random
 from collections.abc import Awaitable
 from typing import TypeVar
 
-__all__ = ["wait_event", "within"]
+__all__ = ["Retry", "backoff_delay", "wait_event", "within"]
 
 T = TypeVar("T")
 
@@ -31,3 +34,37 @@ async def within(timeout: float, awaitable: Awaitable[T]) -> T:
     ``asyncio.wait_for`` does, without 3.11's lost cancellations)."""
     async with asyncio.timeout(timeout):
         return await awaitable
+
+
+def backoff_delay(attempt: int, initial: float, cap: float) -> float:
+    """The wait before retry number ``attempt`` (1, 2, …): ``initial`` doubling, capped."""
+    return min(cap, initial * math.pow(2, max(0, attempt - 1)))
+
+
+class Retry:
+    """How a loop that must keep trying (a server that is down) waits between attempts: the
+    backoff of :func:`backoff_delay`, jittered so that a fleet does not retry in step, and
+    one log line per outage (the first failure at WARNING, the rest at DEBUG)."""
+
+    def __init__(self, initial: float, cap: float, log: logging.Logger,
+                 jitter: float = 0.2) -> None:
+        self.initial = initial
+        self.cap = cap
+        self.log = log
+        self.jitter = jitter
+        self.failures = 0
+
+    def failed(self, message: str, *, loud: bool = False) -> float:
+        """Count a failure (``message``: one sentence; ``loud``: at WARNING even within an
+        outage); the seconds to wait before the next attempt."""
+        self.failures += 1
+        if self.failures == 1 or loud:
+            self.log.warning("%s", message)
+        else:
+            self.log.debug("%s", message)
+        spread = random.uniform(1 - self.jitter, 1 + self.jitter)  # noqa: S311 - not crypto
+        return backoff_delay(self.failures, self.initial, self.cap) * spread
+
+    def succeeded(self) -> None:
+        """The outage is over: the next failure is news again and waits ``initial``."""
+        self.failures = 0

@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .aio import wait_event
-from .events import Method, SensEvent
-from .journal import Journal
+from .aio import backoff_delay, wait_event
+from .events import Method, SensEvent, fold_name
+from .journal import Journal, PersistentSubscription, SubscriptionStore
 from .sinks import Sink, SinkError, make_sink
-from .subscriptions import Subscription, SubscriptionStore, compile_subscription
+from .subscriptions import compile_subscription
 
 __all__ = ["DeliveryManager", "DeliveryPolicy", "SubscriptionWorker"]
 
@@ -51,7 +51,7 @@ class DeliveryPolicy:
 
     def backoff(self, failures: int) -> float:
         """The wait before retry number ``failures`` (1, 2, …): doubling, capped."""
-        return min(self.retry_max, self.retry_initial * math.pow(2, max(0, failures - 1)))
+        return backoff_delay(failures, self.retry_initial, self.retry_max)
 
 
 class JournalTail:
@@ -131,7 +131,7 @@ class SubscriptionWorker:
 
     def __init__(
         self,
-        sub: Subscription,
+        sub: PersistentSubscription,
         journal: Journal,
         store: SubscriptionStore,
         policy: DeliveryPolicy,
@@ -145,7 +145,7 @@ class SubscriptionWorker:
         self.policy = policy
         self._wake = asyncio.Event()
         self._predicate = compile_subscription(sub)
-        self._owner = (sub.owner or "").lower()
+        self._owner = fold_name(sub.owner)
         self._present: set[tuple[str, str]] = (
             presence(self._owner) if sub.per_user and presence is not None else set())
         self._pending_presence = self._present
@@ -165,7 +165,7 @@ class SubscriptionWorker:
         # Per-user: delivered only while the owner has a session on this host (COM+). The
         # owner's own Logon counts as present, and so does their last Logoff.
         key = (event.host, event.session_id or "")
-        mine = (event.user_name or "").lower() == self._owner
+        mine = fold_name(event.user_name) == self._owner
         if mine and event.method is Method.Logon:
             present.add(key)
         wanted = bool(present)

@@ -30,6 +30,7 @@ __all__ = [
     "EventError",
     "Method",
     "SensEvent",
+    "fold_name",
     "format_time",
     "json_texts",
     "make_event_id",
@@ -155,6 +156,12 @@ def parse_method(name: str | Method) -> Method:
             return _ALIASES.get(m, m)
     valid = ", ".join(m.value for m in Method)
     raise EventError(f"unknown method {name!r}; valid methods are: {valid}")
+
+
+def fold_name(name: str | None) -> str:
+    """How user and domain names compare everywhere in pysens: case-insensitively, as Windows
+    account names do (``CORP\\Alice`` is ``corp\\alice``); None compares as empty."""
+    return name.casefold() if name else ""
 
 
 def snake_case(method: str) -> str:

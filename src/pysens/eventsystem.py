@@ -1,4 +1,4 @@
-"""The COM+-style event system: transient subscriptions and ``fire()`` (SPEC §4, §6).
+"""The COM+-style event system: transient subscriptions and ``fire()`` / ``afire()``.
 
 A subscription names an event class, optionally one method, optionally filter criteria. Its
 target is a callable taking the event (sync or async), or an object implementing the class's
@@ -13,7 +13,9 @@ Delivery rules:
   long belongs in a persistent exec sink (a process that is killed at its limit);
 * ``per_user`` subscriptions get events only while their owner has a session (tracked from the
   Logon / Logoff events fired here, or asked of ``session_provider``);
-* ``parallel`` async subscribers of one event run concurrently; the others run in order.
+* subscribers are called in the order they subscribed; ``parallel`` async subscribers of one
+  event run concurrently, after the others (one dispatch, :meth:`EventSystem._dispatch`;
+  ``fire`` and ``afire`` only drive it).
 
 Matching does not scan every subscription: per method there is a plan with the unfiltered
 subscribers and indexes by the equalities the criteria imply (user, session, host).
@@ -40,6 +42,7 @@ from .events import (
     EventClass,
     Method,
     SensEvent,
+    fold_name,
     parse_method,
     snake_case,
 )
@@ -61,12 +64,16 @@ class FireResult(IntEnum):
     EVENT_S_NOSUBSCRIBERS = 0x00040202
 
 
+#: SENS parameter name -> the event field that carries it.
+_PARAMETER_FIELDS = {
+    "bstrUserName": "user_name", "dwSessionId": "session_id", "bstrConnection": "connection",
+    "ulType": "connection_type", "lpQOCInfo": "qoc", "bstrDestination": "destination",
+    "dwBatteryLifePercent": "battery_percent",
+}
+
+
 def _arguments(cls: EventClass, method: Method, event: SensEvent) -> tuple[Any, ...]:
-    if cls is EventClass.ISensLogon2:
-        return (event.user_name, event.session_id)
-    if cls is EventClass.ISensLogon:
-        return (event.user_name,)
-    return tuple(event.raw.get(p) for p in METHOD_PARAMETERS[cls][method])
+    return tuple(getattr(event, _PARAMETER_FIELDS[p]) for p in METHOD_PARAMETERS[cls][method])
 
 
 # -- subscriptions ------------------------------------------------------------------------------
@@ -78,7 +85,8 @@ _order = itertools.count()
 class Subscription:
     """A transient subscription (it dies with the process). Toggle ``enabled`` at will."""
 
-    event_class: EventClass
+    #: None: every class (a plain callable watching everything, like the daemon's watchers).
+    event_class: EventClass | None
     method: Method | None
     criteria: Criteria | None
     handlers: dict[Method, Handler]
@@ -141,7 +149,7 @@ class EventSystem:
     def subscribe(
         self,
         target: Any,
-        event_class: str | EventClass = EventClass.ISensLogon2,
+        event_class: str | EventClass | None = EventClass.ISensLogon2,
         method: str | Method | None = None,
         criteria: str | Criteria | None = None,
         *,
@@ -153,8 +161,22 @@ class EventSystem:
         name: str | None = None,
     ) -> Subscription:
         """Subscribe ``target`` (a callable taking the event, or an object with the class's
-        snake_case methods). Raises ValueError for a bad class or method, CriteriaError for bad
-        criteria, TypeError for a target whose methods have the wrong signature."""
+        snake_case methods); ``event_class=None`` subscribes a callable to every event of
+        every class (each event once). Raises ValueError for a bad class or method,
+        CriteriaError for bad criteria, TypeError for a target whose methods have the wrong
+        signature."""
+        if event_class is None:
+            if method or not callable(target) or _implements_any(target):
+                raise ValueError("a subscription to every class takes a plain callable and no "
+                                 "method")
+            _check_callable(target)
+            crit = compile_criteria(criteria) if isinstance(criteria, str) else criteria
+            return self._add(Subscription(
+                event_class=None, method=None, criteria=crit,
+                handlers=dict.fromkeys(Method, target), is_async=_is_async(target),
+                per_user=per_user, owner=fold_name(owner) if owner else None,
+                parallel=parallel, timeout=timeout, name=name, target=target,
+                _enabled=enabled, _system=self))
         try:
             cls = EventClass(str(event_class))
         except ValueError:
@@ -170,11 +192,13 @@ class EventSystem:
             raise ValueError("a per_user subscription needs an owner")
         crit = compile_criteria(criteria) if isinstance(criteria, str) else criteria
         handlers, is_async = _handlers(target, cls, m)
-        sub = Subscription(
+        return self._add(Subscription(
             event_class=cls, method=m, criteria=crit, handlers=handlers, is_async=is_async,
-            per_user=per_user, owner=owner.casefold() if owner else None, parallel=parallel,
+            per_user=per_user, owner=fold_name(owner) if owner else None, parallel=parallel,
             timeout=timeout, name=name, target=target, _enabled=enabled, _system=self,
-        )
+        ))
+
+    def _add(self, sub: Subscription) -> Subscription:
         self._subs[sub.id] = sub
         self._invalidate()
         return sub
@@ -203,7 +227,8 @@ class EventSystem:
         slow: list[Subscription] = []
         classes = _delivery_classes(method)
         for sub in self.subscriptions:
-            if not sub.enabled or sub.event_class not in classes:
+            if not sub.enabled or (sub.event_class is not None
+                                   and sub.event_class not in classes):
                 continue
             if sub.method is not None and sub.method is not method:
                 continue
@@ -232,7 +257,7 @@ class EventSystem:
         found: list[Subscription] = list(plan.slow)
         several = False
         if plan.by_user and event.user_name is not None:
-            hit = plan.by_user.get(event.user_name.casefold())
+            hit = plan.by_user.get(fold_name(event.user_name))
             if hit:
                 several = bool(found)
                 found.extend(hit)
@@ -262,12 +287,12 @@ class EventSystem:
 
     def _track_before(self, event: SensEvent) -> None:
         if event.method is Method.Logon and event.user_name:
-            self._open.setdefault(event.user_name.casefold(), set()).add(
+            self._open.setdefault(fold_name(event.user_name), set()).add(
                 (event.host, event.session_id))
 
     def _track_after(self, event: SensEvent) -> None:
         if event.method is Method.Logoff and event.user_name:
-            user = event.user_name.casefold()
+            user = fold_name(event.user_name)
             sessions = self._open.get(user)
             if sessions is not None:
                 sessions.discard((event.host, event.session_id))
@@ -279,52 +304,56 @@ class EventSystem:
 
         Async subscribers are run to completion (in a private event loop when none runs in
         this thread; from inside a running loop, use :meth:`afire`)."""
-        method: Method = event.method  # type: ignore[assignment]  # canonical after __init__
-        plan = self._plans.get(method)
-        if plan is None:
-            plan = self._plan(method)
+        plan = self._plan_of(event)
         if plan.simple:
-            # The hot path (the fire() benchmark): a loop over plain callables, nothing else.
-            failed = 0
-            for handler in plan.fast:
-                try:
-                    handler(event)
-                except Exception:
-                    failed += 1
-                    log.exception("subscriber %r failed on event %s", handler, event.id)
-            if not failed:
-                return FireResult.S_OK if plan.fast else FireResult.EVENT_S_NOSUBSCRIBERS
-            return _result(len(plan.fast), failed)
-        tracking = method is Method.Logon or method is Method.Logoff
-        if tracking:
-            self._track_before(event)
-        delivered, failed = _call_plain(plan.fast, event)
-        if plan.slow or plan.by_user or plan.by_session or plan.by_host:
-            pending: list[Subscription] = []
-            for sub in self._candidates(event, plan):
-                if not self._admits(sub, event):
-                    continue
-                delivered += 1
-                if sub.is_async:
-                    pending.append(sub)
-                elif not self._call_sync(sub, event):
-                    failed += 1
-            if pending:
-                failed += self._run_async(pending, event)
-        if tracking:
-            self._track_after(event)
-        return _result(delivered, failed)
+            return _call_simple(plan.fast, event)  # the hot path: plain callables only
+        admitted = self._admitted(event, plan)
+        dispatch = self._dispatch(event, plan, admitted)
+        if not any(sub.is_async for sub in admitted):
+            # Nothing in the dispatch awaits: drive it to its end right here.
+            try:
+                dispatch.send(None)
+            except StopIteration as done:
+                result: FireResult = done.value
+                return result
+            raise AssertionError("a dispatch without async subscribers suspended")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(dispatch)
+        dispatch.close()
+        self._track_after(event)
+        raise RuntimeError("fire() was called from a running event loop with async "
+                           "subscribers: use 'await afire(event)'")
 
     async def afire(self, event: SensEvent) -> FireResult:
         """:meth:`fire` from asyncio: async subscribers are awaited (parallel ones together)."""
-        method: Method = event.method  # type: ignore[assignment]
-        plan = self._plans.get(method) or self._plan(method)
+        plan = self._plan_of(event)
+        if plan.simple:
+            return _call_simple(plan.fast, event)
+        return await self._dispatch(event, plan, self._admitted(event, plan))
+
+    def _plan_of(self, event: SensEvent) -> _Plan:
+        method: Method = event.method  # type: ignore[assignment]  # canonical after __init__
+        return self._plans.get(method) or self._plan(method)
+
+    def _admitted(self, event: SensEvent, plan: _Plan) -> list[Subscription]:
+        """The subscriptions (beyond the plain callables) that get ``event``, in order. A
+        Logon counts for per-user presence before it is delivered (the owner's own Logon
+        reaches them)."""
         self._track_before(event)
-        delivered, failed = _call_plain(plan.fast, event)
+        if not (plan.slow or plan.by_user or plan.by_session or plan.by_host):
+            return []
+        return [sub for sub in self._candidates(event, plan) if self._admits(sub, event)]
+
+    async def _dispatch(self, event: SensEvent, plan: _Plan,
+                        admitted: list[Subscription]) -> FireResult:
+        """The one delivery of an event: the plain callables, then the admitted subscribers
+        in subscription order (async ones awaited in turn, parallel ones together at the end);
+        a Logoff ends the owner's presence after it is delivered."""
+        delivered, failed = len(plan.fast), _call_plain(plan.fast, event)
         together: list[Awaitable[bool]] = []
-        for sub in self._candidates(event, plan):
-            if not self._admits(sub, event):
-                continue
+        for sub in admitted:
             delivered += 1
             if not sub.is_async:
                 failed += not self._call_sync(sub, event)
@@ -363,28 +392,9 @@ class EventSystem:
             return False
         return True
 
-    def _run_async(self, subs: list[Subscription], event: SensEvent) -> int:
-        async def go() -> int:
-            failed = 0
-            together = []
-            for sub in subs:
-                if sub.parallel:
-                    together.append(self._call_async(sub, event))
-                else:
-                    failed += not await self._call_async(sub, event)
-            results = await asyncio.gather(*together)
-            return failed + sum(not ok for ok in results)
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(go())
-        raise RuntimeError("fire() was called from a running event loop with async "
-                           "subscribers: use 'await afire(event)'")
-
-
-def _call_plain(handlers: tuple[Handler, ...], event: SensEvent) -> tuple[int, int]:
-    """Call the plain callables of a plan; (delivered, failed)."""
+def _call_plain(handlers: tuple[Handler, ...], event: SensEvent) -> int:
+    """Call the plain callables of a plan; how many failed (each logged with the event id)."""
     failed = 0
     for handler in handlers:
         try:
@@ -392,7 +402,15 @@ def _call_plain(handlers: tuple[Handler, ...], event: SensEvent) -> tuple[int, i
         except Exception:
             failed += 1
             log.exception("subscriber %r failed on event %s", handler, event.id)
-    return len(handlers), failed
+    return failed
+
+
+def _call_simple(handlers: tuple[Handler, ...], event: SensEvent) -> FireResult:
+    """A plan of plain callables only (the fire() benchmark's path): call them, answer."""
+    failed = _call_plain(handlers, event)
+    if not failed:
+        return FireResult.S_OK if handlers else FireResult.EVENT_S_NOSUBSCRIBERS
+    return _result(len(handlers), failed)
 
 
 def _label(sub: Subscription) -> str:
@@ -453,6 +471,10 @@ def _handlers(
                         f"object with {cls} methods in snake_case")
     _check_callable(target)
     return dict.fromkeys(wanted, target), _is_async(target)
+
+
+def _implements_any(target: Any) -> bool:
+    return any(_implements(target, c) for c in EventClass)
 
 
 def _implements(target: Any, cls: EventClass) -> bool:

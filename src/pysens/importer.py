@@ -1,11 +1,9 @@
 """History import: log files -> tracker -> journal (``sens import``).
 
-Each kind of file has a reader, ``read(path, on_error) -> Iterator[Observation | SensEvent]``:
-it yields what the file says in order, calls ``on_error(message)`` with one sentence naming the
-file and the offset, record or line of each bad piece (which it skips), and raises
-:class:`ReadError` (or ``OSError``) when the file as a whole cannot be read. Readers are named in
-:data:`READERS` and imported only when used, so an optional dependency (``evtx``) is needed only
-for its own kind.
+Each kind of file has a reader (a :class:`~pysens.sources.HistoryKind` in the sources
+registry): it yields what the file says in order, reports each bad piece in one sentence naming
+the file and the offset, record or line (and skips it), and raises
+:class:`~pysens.sources.ReadError` (or ``OSError``) when the file as a whole cannot be read.
 
 :class:`Importer` feeds every reader's items through one :class:`~pysens.tracker.Tracker` per
 host (so the SENS rules hold for history as for live events) and appends the events to the
@@ -16,130 +14,20 @@ unless ``deliver``.
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-from .events import Method, SensEvent, default_host
+from ._deprecated import moved
+from .events import SensEvent, default_host
 from .journal import Journal
 from .observations import Observation, SessionRecord
+from .sources import HistoryKind, ReadError, history_kind
 from .tracker import Tracker
 
-__all__ = [
-    "MULTI_READERS",
-    "POSITIONED_READERS",
-    "READERS",
-    "ImportSummary",
-    "Importer",
-    "ReadError",
-    "Reader",
-    "Session",
-    "get_reader",
-    "pair_sessions",
-    "read_jsonl",
-]
-
-
-class ReadError(ValueError):
-    """A whole file cannot be read (missing, unreadable, not that kind of file); the message is
-    one sentence naming the file."""
-
+__all__ = ["ImportSummary", "Importer"]
 
 Item = Observation | SensEvent
-#: ``read(path, on_error)``: the file's observations (or finished events), bad pieces reported.
-Reader = Callable[[str, Callable[[str], None]], Iterable[Item]]
-
-#: kind -> "module:function" of its reader (imported when first used).
-READERS: dict[str, str] = {
-    "wtmp": "pysens.sources.wtmp:read_wtmp",
-    "utmp": "pysens.sources.wtmp:read_utmp",
-    "wtmpdb": "pysens.sources.wtmpdb:read_wtmpdb",
-    "evtx": "pysens.sources.evtx:read_evtx",
-    "jsonl": "pysens.importer:read_jsonl",
-}
-
-#: kind -> "module:function" of a reader of several files at once, ``read(paths, on_error)``,
-#: for kinds whose files must be read together (Security and LSM logs of one host, merged by
-#: time so one occurrence logged in both is seen as one).
-MULTI_READERS: dict[str, str] = {
-    "evtx": "pysens.sources.evtx:read_evtx_files",
-}
-
-#: Kinds whose reader takes ``on_position(done, total)`` (bytes): their progress has a fraction.
-POSITIONED_READERS = frozenset({"wtmp", "utmp"})
-
-
-def _module_of(kind: str) -> tuple[Any, str]:
-    if kind not in READERS:
-        raise ReadError(f"unknown kind {kind!r}; known kinds: {', '.join(READERS)}")
-    module_name, _, attr = READERS[kind].partition(":")
-    try:
-        return importlib.import_module(module_name), attr
-    except ImportError as e:
-        raise ReadError(f"the {kind} reader is not available here ({e})") from None
-
-
-def get_reader(kind: str) -> Reader:
-    """The reader for ``kind``; :class:`ReadError` when it is unknown or cannot be loaded."""
-    module, attr = _module_of(kind)
-    reader: Reader = getattr(module, attr)
-    return reader
-
-
-def read_jsonl(path: str, on_error: Callable[[str], None]) -> Iterator[SensEvent]:
-    """SPEC §2 events, one JSON object per line (what ``sens history --json`` writes); ``-``
-    is standard input."""
-    from .sources.replay import read_events
-
-    if path == "-":
-        yield from read_events(sys.stdin, "<stdin>", lambda err: on_error(f"{err}; line skipped"))
-        return
-    try:
-        stream = Path(path).open(encoding="utf-8", errors="replace")  # noqa: SIM115
-    except OSError as e:
-        raise ReadError(f"cannot read {path}: {e.strerror or e}") from None
-    with stream:
-        yield from read_events(stream, path, lambda err: on_error(f"{err}; line skipped"))
-
-
-# -- sessions -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """One Logon with its Logoff (``None``: still open at the end of the events)."""
-
-    logon: SensEvent
-    logoff: SensEvent | None = None
-
-    @property
-    def end(self) -> str:
-        """How it ended: ``open``, ``logoff`` (observed), or the synthesized Logoff's reason."""
-        if self.logoff is None:
-            return "open"
-        if not self.logoff.synthesized:
-            return "logoff"
-        return self.logoff.reason or "gone"
-
-
-def pair_sessions(events: Iterable[SensEvent]) -> list[Session]:
-    """The sessions in ``events`` (tracker output: per session Logon first, Logoff last), in
-    Logon order. A Logoff without its Logon (the log began mid-session) is left out."""
-    done: list[tuple[int, Session]] = []
-    open_: dict[tuple[str, str], tuple[int, SensEvent]] = {}
-    for n, e in enumerate(events):
-        key = (e.host, e.session_id or e.logon_id or f"user:{e.user_name}")
-        if e.method is Method.Logon:
-            open_[key] = (n, e)
-        elif e.method is Method.Logoff and key in open_:
-            start, logon = open_.pop(key)
-            done.append((start, Session(logon, e)))
-    done.extend((n, Session(logon)) for n, logon in open_.values())
-    return [s for _, s in sorted(done, key=lambda pair: pair[0])]
 
 
 # -- importing ----------------------------------------------------------------------------------
@@ -237,26 +125,26 @@ class Importer:
         and flush; the running summary."""
         paths = list(paths)
         try:
-            module, _ = _module_of(kind)
+            reader = history_kind(kind)
         except ReadError as e:
             self._failed(str(e), len(paths))
             return self.summary
-        if kind in MULTI_READERS and len(paths) > 1:
-            self._import_together(kind, paths)
+        if reader.read_many is not None and len(paths) > 1:
+            self._import_together(reader, paths)
             self.flush()
             return self.summary
-        first_time = getattr(module, "first_time", None)
+        first_time = reader.first_time
         if first_time is not None and len(paths) > 1:
             never = datetime.max.replace(tzinfo=UTC)
             paths.sort(key=lambda p: first_time(p) or never)
         for path in paths:
-            self.import_file(kind, path)
+            self._import_file(reader, path)
         self.flush()
         return self.summary
 
-    def _import_together(self, kind: str, paths: list[str]) -> None:
-        module_name, _, attr = MULTI_READERS[kind].partition(":")
-        read_many = getattr(importlib.import_module(module_name), attr)
+    def _import_together(self, reader: HistoryKind, paths: list[str]) -> None:
+        read_many = reader.read_many
+        assert read_many is not None
         remaining = list(paths)
         while remaining:
             errors: list[str] = []
@@ -285,16 +173,23 @@ class Importer:
 
     def import_file(self, kind: str, path: str) -> None:
         """Read one file into the pending batch (journaled each ``batch`` events)."""
+        try:
+            reader = history_kind(kind)
+        except ReadError as e:
+            self._failed(str(e), 1)
+            return
+        self._import_file(reader, path)
+
+    def _import_file(self, reader: HistoryKind, path: str) -> None:
         where: list[float] = []  # the reader's last position, as a fraction of the file
 
         def at(done: int, total: int) -> None:
             where[:] = [done / total if total else 1.0]
 
         try:
-            reader: Any = get_reader(kind)  # a POSITIONED_READERS one takes on_position too
             items: Iterable[Item] = (
-                reader(path, self._error, on_position=at) if kind in POSITIONED_READERS
-                else reader(path, self._error))
+                reader.read(path, self._error, on_position=at) if reader.positioned
+                else reader.read(path, self._error))
             count = 0
             for item in items:
                 count += 1
@@ -346,3 +241,11 @@ class Importer:
             self._on_events([r.event for r in results])
         self.summary.new += new
         self.summary.already += len(events) - new
+
+
+# Names this module had in pysens 0.1, before the sources registry took the readers.
+__getattr__ = moved(__name__, "pysens.sources", {
+    "read_jsonl": "pysens.sources.replay:read_jsonl",
+    "pair_sessions": "pysens.timeline:pair_sessions",
+    "Session": "pysens.timeline:LogonPair",
+})

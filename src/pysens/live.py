@@ -1,15 +1,35 @@
-"""The live path shared by ``sens watch``, ``sens sessions`` and the daemon: source -> tracker."""
+"""This host's events as they happen: :func:`awatch` / :func:`watch`, and the source -> tracker
+path that ``sens watch``, ``sens sessions`` and the daemon share.
+
+::
+
+    import pysens
+
+    for event in pysens.watch():                      # logind, utmp or WTS: whatever is here
+        print(event.method, event.user_name, event.session_id)
+
+    async for event in pysens.awatch(criteria="bstrUserName = 'alice'"):
+        ...
+
+With an :class:`~pysens.eventsystem.EventSystem`, ``for event in pysens.watch(): es.fire(event)``
+delivers every event to its subscribers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 from .events import SensEvent
 from .observations import SessionRecord
-from .sources import Source
+from .sources import Source, choose_source
 from .tracker import Tracker
 
-__all__ = ["snapshot_sessions", "tracked_events"]
+__all__ = ["awatch", "snapshot_sessions", "tracked_events", "watch"]
 
 
 async def tracked_events(source: Source, tracker: Tracker) -> AsyncIterator[SensEvent]:
@@ -25,3 +45,73 @@ async def snapshot_sessions(source: Source, tracker: Tracker) -> Tracker:
     for obs in await source.snapshot():
         tracker.feed(obs)
     return tracker
+
+
+async def awatch(
+    source: str = "auto", *, criteria: str | None = None, include_existing: bool = False,
+    on_start: Callable[[str, str | None], None] | None = None, **options: Any,
+) -> AsyncIterator[SensEvent]:
+    """This host's SENS events as they happen, from ``source`` (``auto``: what this host has;
+    or a source name, or a JSON-lines file to replay).
+
+    ``criteria`` (MS-COMEV filter text) keeps only the matching events; ``include_existing``
+    reports the sessions open at start as Logon (and Disconnect when detached); ``on_start``
+    is told the source's name and, for ``auto``, why it was picked. Further ``options`` go to
+    the source. Raises :class:`~pysens.sources.SourceUnavailable` when it cannot run here and
+    :class:`~pysens.criteria.CriteriaError` for bad criteria, before the first event.
+    """
+    where = None
+    if criteria is not None:
+        from .criteria import compile_criteria
+
+        where = compile_criteria(criteria).matches
+    src, name, why = await choose_source(source, **options)
+    if on_start is not None:
+        on_start(name, why)
+    try:
+        async for event in tracked_events(src, Tracker(include_existing=include_existing)):
+            if where is None or where(event):
+                yield event
+    finally:
+        await src.aclose()
+
+
+_END = object()
+
+
+def watch(source: str = "auto", **options: Any) -> Iterator[SensEvent]:
+    """:func:`awatch` as a plain iterator: the asyncio loop runs in a thread of its own, and
+    stops when the iterator is closed (a ``break`` out of the ``for`` loop) or collected."""
+    out: queue.Queue[Any] = queue.Queue()
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def pump() -> None:
+        state["loop"] = asyncio.get_running_loop()
+        state["task"] = asyncio.current_task()
+        ready.set()
+        try:
+            async for event in awatch(source, **options):
+                out.put(event)
+        except asyncio.CancelledError:
+            pass
+        except BaseException as e:  # handed to the consumer, raised there
+            out.put(e)
+        finally:
+            out.put(_END)
+
+    thread = threading.Thread(target=asyncio.run, args=(pump(),), name="pysens.watch",
+                              daemon=True)
+    thread.start()
+    ready.wait()
+    try:
+        while (item := out.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        loop, task = state.get("loop"), state.get("task")
+        if loop is not None and task is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+                loop.call_soon_threadsafe(task.cancel)
+        thread.join(5)

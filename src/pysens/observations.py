@@ -8,13 +8,14 @@ SENS events they mean. Pure data; no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from .events import Method, SensEvent
 
 __all__ = [
+    "SHARED_FIELDS",
     "ConnectionState",
     "DestinationState",
     "HostReset",
@@ -58,6 +59,11 @@ class SessionInfo:
     state: str | None = None
     since: datetime | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: The fields a session's info and an event about it have in common (one list, from both).
+SHARED_FIELDS = tuple(
+    f.name for f in fields(SessionInfo) if f.name in {g.name for g in fields(SensEvent)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +127,7 @@ class SessionRecord:
     @classmethod
     def of_event(cls, event: SensEvent) -> SessionRecord:
         """The record for an already built event (replay, ``sens publish``)."""
-        info = SessionInfo(
-            session_id=event.session_id, user_name=event.user_name, domain=event.domain,
-            session_name=event.session_name, session_type=event.session_type, tty=event.tty,
-            seat=event.seat, remote=event.remote, client_name=event.client_name,
-            client_address=event.client_address, logon_id=event.logon_id, raw=event.raw,
-        )
+        info = SessionInfo(**{name: getattr(event, name) for name in SHARED_FIELDS})
         return cls(
             time=event.time, source=event.source, method=event.canonical_method, info=info,
             reason=event.reason, synthesized=event.synthesized, host=event.host, event=event,

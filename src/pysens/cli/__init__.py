@@ -28,6 +28,7 @@ COMMANDS: list[str] = [
     "timeline",
     "importcmd",
     "collect",
+    "forward",
     "serve",
     "subscriptions",
     "doctor",

@@ -1,4 +1,5 @@
-"""What the ``sens`` commands share: errors, the journal, filters and printing."""
+"""What the ``sens`` commands share: errors, where events are read from (the journal or the
+fleet's store), filters, times and printing."""
 
 from __future__ import annotations
 
@@ -7,20 +8,31 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from ..events import EventError, SensEvent, format_time, parse_time
-from ..journal import Journal, JournalError
+from ..events import EventError, SensEvent, fold_name, parse_time
+from ..journal import EventReader, Journal, JournalError, default_journal_path
+from ..text import escape, event_line
+
+if TYPE_CHECKING:
+    from ..fleet.store import Store
 
 __all__ = [
+    "BadRows",
     "CliError",
     "SensArgumentParser",
+    "add_store_arguments",
     "compile_filter",
+    "default_store_url",
     "escape",
     "event_line",
     "open_journal",
+    "open_reader",
+    "open_store_arg",
     "parse_when",
     "print_event",
+    "select_hosts",
 ]
 
 
@@ -56,6 +68,64 @@ def open_journal(args: argparse.Namespace, *, reading: bool = False) -> Journal:
         raise CliError(str(e)) from None
 
 
+def default_store_url() -> str:
+    """``sqlite:///`` + ``fleet.db`` beside the default journal."""
+    return f"sqlite:///{Path(default_journal_path()).parent / 'fleet.db'}"
+
+
+def open_store_arg(url: str) -> Store:
+    """The store a ``--store URL`` names, or a CliError saying why not."""
+    from ..fleet.store import StoreError, open_store
+
+    try:
+        return open_store(url)
+    except StoreError as e:
+        raise CliError(str(e)) from None
+
+
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    """``--store URL`` and ``--host H`` for a command that can read the central store."""
+    p.add_argument("--store", metavar="URL",
+                   help="read the fleet's central store (sqlite:///PATH or postgresql://…) "
+                   "instead of this host's journal")
+    p.add_argument("--host", action="append", default=[], metavar="H",
+                   help="only host H (repeatable; any case)")
+
+
+def open_reader(args: argparse.Namespace) -> EventReader:
+    """Where a read command takes its events from: the central store with ``--store``, else
+    this host's journal (read-only when it may not be written)."""
+    if getattr(args, "store", None):
+        return open_store_arg(args.store)
+    return open_journal(args, reading=True)
+
+
+def select_hosts(reader: EventReader, names: list[str]) -> list[str]:
+    """The hosts ``--host`` names, as the reader spells them (host names ignore case)."""
+    if not names:
+        return []
+    known = {fold_name(h): h for h in reader.hosts()}
+    return [known.get(fold_name(n), n) for n in names]
+
+
+class BadRows:
+    """The ``on_bad`` of a read: each unreadable stored event said on stderr, and counted."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        print(f"sens: {message}", file=sys.stderr)
+
+    def status(self) -> int:
+        """0, or 1 (after one summary line) when some events could not be read."""
+        if not self.count:
+            return 0
+        print(f"sens: {self.count} stored event(s) could not be read", file=sys.stderr)
+        return 1
+
+
 def compile_filter(text: str | None) -> Callable[[SensEvent], bool] | None:
     """A ``--filter`` string compiled into a predicate; a bad one is a usage error (exit 2)."""
     if text is None:
@@ -88,30 +158,6 @@ def parse_when(text: str) -> datetime:
             "yesterday, or -30m / -2h / -7d",
             2,
         ) from None
-
-
-def escape(value: object) -> str:
-    """Printable text for a terminal: control characters shown as escapes, never interpreted."""
-    s = "-" if value is None else str(value)
-    if s.isprintable():
-        return s
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
-
-
-def event_line(e: SensEvent) -> str:
-    """One human-readable line for an event (like ``journalctl``'s short output)."""
-    who = escape(e.user_name)
-    if e.domain:
-        who = f"{escape(e.domain)}\\{who}"
-    parts = [format_time(e.time)[:-8] + "Z", escape(e.host), f"{e.method!s:<17}", who]
-    parts.append(f"session={escape(e.session_id)}")
-    for label, value in (("tty", e.tty), ("seat", e.seat), ("from", e.client_address or (
-            e.client_name if e.remote else None)), ("reason", e.reason)):
-        if value:
-            parts.append(f"{label}={escape(value)}")
-    if e.synthesized:
-        parts.append("(synthesized)")
-    return " ".join(parts)
 
 
 def print_event(e: SensEvent, as_json: bool, out: TextIO | None = None) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 from typing import Any
 
+from ..daemon import DaemonClient, DaemonError, default_socket_path
 from ..journal import Journal, JournalError, default_journal_path
-from ..socketapi import DaemonClient, DaemonError, default_socket_path
-from ..sources import AUTO_ORDER, SOURCES
+from ..sources import AUTO_ORDER, probe
 from .common import escape
 
 __all__ = ["register", "run"]
@@ -27,28 +26,13 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-async def _probe(name: str) -> str | None:
-    try:
-        module = importlib.import_module(SOURCES[name].partition(":")[0])
-    except ImportError as e:
-        return f"its module cannot be imported ({e})"
-    probe = getattr(module, "probe", None)
-    if probe is None:
-        return "it cannot tell whether it would run here (no probe)"
-    try:
-        result: str | None = await probe()
-    except Exception as e:  # a probe's own bug must not hide the other answers
-        return f"its probe failed: {e}"
-    return result
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``sens doctor``."""
     problems = 0
     print("sources:")
     available = []
     for name in AUTO_ORDER:
-        why = asyncio.run(_probe(name))
+        why = asyncio.run(probe(name))
         if why is None:
             available.append(name)
             print(f"  {name:<7} yes")

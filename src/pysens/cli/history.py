@@ -1,12 +1,19 @@
-"""``sens history``: events from the journal, like ``journalctl``."""
+"""``sens history``: events from the journal (or the fleet's store), like ``journalctl``."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ..events import SensEvent
-from .common import compile_filter, open_journal, parse_when, print_event
+from .common import (
+    BadRows,
+    add_store_arguments,
+    compile_filter,
+    open_reader,
+    parse_when,
+    print_event,
+    select_hosts,
+)
 
 __all__ = ["register", "run"]
 
@@ -22,31 +29,20 @@ def register(sub: Any) -> None:
     p.add_argument("--until", type=str, metavar="T", help="only events before T")
     p.add_argument("--filter", metavar="CRITERIA", help="MS-COMEV filter criteria")
     p.add_argument("-n", "--limit", type=int, metavar="N", help="at most N events")
-    p.add_argument("--json", action="store_true", help="one SPEC §2 JSON object per line")
-    from .collect import add_store_arguments
-
+    p.add_argument("--json", action="store_true", help="one JSON event object per line")
     add_store_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sens history``."""
-    if args.store:
-        from .collect import store_history
-
-        return store_history(args)
     where = compile_filter(args.filter)
-    if args.host:
-        # A local journal holds other hosts' events too (imported .evtx, jsonl): --host works here.
-        hosts = {h.casefold() for h in args.host}
-        criteria = where
-
-        def where(e: SensEvent) -> bool:
-            return e.host.casefold() in hosts and (criteria is None or criteria(e))
-
     since = parse_when(args.since) if args.since else None
     until = parse_when(args.until) if args.until else None
-    with open_journal(args, reading=True) as journal:
-        for event in journal.query(since=since, until=until, where=where, limit=args.limit):
+    bad = BadRows()
+    with open_reader(args) as reader:
+        hosts = select_hosts(reader, args.host)
+        for event in reader.query(since=since, until=until, hosts=hosts, where=where,
+                                  limit=args.limit, on_bad=bad):
             print_event(event, args.json)
-    return 0
+    return bad.status()

@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 from ..events import SensEvent
-from ..importer import READERS, Importer
+from ..importer import Importer
+from ..sources import history_names
 from .common import escape, open_journal, print_event
 
 __all__ = ["progress_text", "register", "run"]
@@ -28,7 +29,7 @@ def register(sub: Any) -> None:
         "again adds nothing. Imported events are history: persistent subscriptions are not "
         "sent them unless --deliver.",
     )
-    p.add_argument("kind", choices=list(READERS), help="what the files are")
+    p.add_argument("kind", choices=history_names(), help="what the files are")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files to read (rotated wtmp "
                    "files are read oldest first)")
     p.add_argument("--json", action="store_true", help="also print the events, one SPEC §2 "

@@ -64,7 +64,7 @@ def _publish_daemon(args: argparse.Namespace, events: list[SensEvent]) -> tuple[
     or None when no daemon answers, or it serves another journal than ``--journal``."""
     from pathlib import Path
 
-    from ..socketapi import DaemonClient, DaemonError
+    from ..daemon import DaemonClient, DaemonError
 
     client = DaemonClient.connect()
     if client is None:

@@ -7,8 +7,8 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from ..config import ConfigError, ForwardConfig, ServiceConfig, load_config
-from ..service import Service, ServiceError
+from ..daemon.config import ConfigError, ForwardConfig, ServiceConfig, load_config
+from ..daemon.service import Service, ServiceError
 from .common import CliError
 
 __all__ = ["register", "run"]

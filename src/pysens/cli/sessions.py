@@ -8,13 +8,20 @@ import json
 from typing import Any
 
 from ..live import snapshot_sessions
-from ..observations import SessionInfo
+from ..observations import SessionRecord
 from ..sources import SourceUnavailable
+from ..text import align, escape
 from ..tracker import OpenSession, Tracker
-from .common import CliError, escape
+from .common import (
+    BadRows,
+    CliError,
+    add_store_arguments,
+    open_store_arg,
+    select_hosts,
+)
 from .watch import add_utmp_option, open_chosen_source, utmp_options
 
-__all__ = ["format_table", "register", "run"]
+__all__ = ["register", "run", "sessions_table"]
 
 
 def register(sub: Any) -> None:
@@ -27,14 +34,12 @@ def register(sub: Any) -> None:
     p.add_argument("--source", default="auto", metavar="auto|logind|utmp|wts",
                    help="where to look (default: auto)")
     p.add_argument("--json", action="store_true", help="one JSON object per session")
-    from .collect import add_store_arguments
-
     add_store_arguments(p)
     add_utmp_option(p)
     p.set_defaults(run=run)
 
 
-def format_table(sessions: list[OpenSession], *, with_host: bool = False) -> list[str]:
+def sessions_table(sessions: list[OpenSession], *, with_host: bool = False) -> list[str]:
     """The rows of the human table, header first."""
     head = ["SESSION", "USER", "STATE", "TYPE", "TTY/SEAT", "FROM", "SINCE"]
     if with_host:
@@ -48,8 +53,7 @@ def format_table(sessions: list[OpenSession], *, with_host: bool = False) -> lis
         if with_host:
             row.insert(0, s.host)
         rows.append([escape(v) for v in row])
-    widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines = align(rows)
     lines.append(f"\n{len(sessions)} session(s) listed.")
     return lines
 
@@ -67,7 +71,7 @@ async def _sessions(args: argparse.Namespace) -> int:
         for s in tracker.sessions:
             print(json.dumps(s.to_json(), ensure_ascii=False))
     else:
-        print("\n".join(format_table(tracker.sessions)))
+        print("\n".join(sessions_table(tracker.sessions)))
     skipped = len(getattr(source, "warnings", ()))  # bad records the source reported
     if skipped:
         raise CliError(f"{skipped} record(s) skipped as malformed")
@@ -76,7 +80,7 @@ async def _sessions(args: argparse.Namespace) -> int:
 
 def _sessions_daemon(args: argparse.Namespace) -> int | None:
     """The session table of a running daemon (``sens serve``); None when none answers."""
-    from ..socketapi import DaemonClient, DaemonError
+    from ..daemon import DaemonClient, DaemonError
 
     client = DaemonClient.connect()
     if client is None:
@@ -90,30 +94,31 @@ def _sessions_daemon(args: argparse.Namespace) -> int | None:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
         return 0
-    print("\n".join(format_table([_open_session(row) for row in rows])))
+    print("\n".join(sessions_table([OpenSession.from_json(row) for row in rows])))
     return 0
 
 
-def _open_session(row: dict[str, Any]) -> OpenSession:
-    from ..events import parse_time
-
-    fields = ("session_id", "user_name", "domain", "session_type", "session_class", "tty",
-              "seat", "remote", "client_name", "client_address")
-    values: dict[str, Any] = {k: row.get(k) for k in fields}
-    values["remote"] = bool(values["remote"])
-    info = SessionInfo(**values)
-    return OpenSession(host=str(row.get("host")), source=str(row.get("source")), info=info,
-                       since=parse_time(row["since"]),
-                       connected=row.get("state") != "disconnected",
-                       locked=row.get("state") == "locked")
+def _store_sessions(args: argparse.Namespace) -> int:
+    """The sessions open now across the fleet, as the events in the store leave them (each
+    host's events replayed through the tracker's rules)."""
+    bad = BadRows()
+    tracker = Tracker()
+    with open_store_arg(args.store) as store:
+        for event in store.query(hosts=select_hosts(store, args.host), on_bad=bad):
+            tracker.feed(SessionRecord.of_event(event))
+    sessions = sorted(tracker.sessions, key=lambda s: (s.host, s.since, s.info.session_id or ""))
+    if args.json:
+        for s in sessions:
+            print(json.dumps(s.to_json(), ensure_ascii=False))
+    else:
+        print("\n".join(sessions_table(sessions, with_host=True)))
+    return bad.status()
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sens sessions``."""
     if args.store:
-        from .collect import store_sessions
-
-        return store_sessions(args)
+        return _store_sessions(args)
     if args.source == "auto" and args.utmp is None:
         status = _sessions_daemon(args)
         if status is not None:

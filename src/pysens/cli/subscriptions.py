@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..socketapi import DaemonClient, DaemonError
-from ..subscriptions import Subscription, SubscriptionError, SubscriptionStore
+from ..daemon import DaemonClient, DaemonError
+from ..journal import PersistentSubscription, SubscriptionError, SubscriptionStore
+from ..subscriptions import add_subscription
 from .common import CliError, escape, open_journal
 
 __all__ = ["register", "run"]
@@ -105,7 +106,7 @@ def _sink_warning(kind: str, settings: dict[str, Any]) -> str | None:
     return None
 
 
-def _target(s: Subscription) -> str:
+def _target(s: PersistentSubscription) -> str:
     if s.sink == "exec":
         return "exec " + " ".join(escape(a) for a in s.settings.get("argv", []))
     if s.sink == "webhook":
@@ -130,8 +131,8 @@ def _run(args: argparse.Namespace, store: SubscriptionStore, cursor: Any) -> int
         if args.timeout is not None and args.timeout <= 0:
             raise CliError("--timeout must be a positive number of seconds", 2)
         kind, settings = _settings(args)
-        sub = store.add(
-            args.name, event_class=args.event_class, sink=kind, settings=settings,
+        sub = add_subscription(
+            store, args.name, event_class=args.event_class, sink=kind, settings=settings,
             method=args.method, criteria=args.criteria, per_user=args.per_user is not None,
             owner=args.per_user, parallel=args.parallel, enabled=not args.disabled,
             from_start=args.from_start, timeout=args.timeout,

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..live import tracked_events
-from ..sources import SOURCES, Source, SourceUnavailable, detect, open_source
+from ..sources import Source, SourceUnavailable, choose_source, live_names
 from ..sources.replay import LineError
 from ..tracker import Tracker
 from .common import CliError, compile_filter, print_event
@@ -22,13 +22,13 @@ def register(sub: Any) -> None:
         "watch", help="show logon, logoff, disconnect and reconnect events as they happen",
         description="Show SENS events as they happen. With --source auto, pysens picks what this "
         "host has (logind, else utmp; WTS on Windows) and says which on stderr. A FILE.jsonl "
-        "(or -) replays SPEC §2 events.",
+        "(or -) replays events written as JSON lines.",
     )
     p.add_argument("--source", default="auto", metavar="auto|logind|utmp|wts|FILE.jsonl",
                    help="where events come from (default: auto)")
     p.add_argument("--filter", metavar="CRITERIA",
                    help="MS-COMEV filter, e.g. \"bstrUserName = 'alice' AND NOT remote = TRUE\"")
-    p.add_argument("--json", action="store_true", help="one SPEC §2 JSON object per line")
+    p.add_argument("--json", action="store_true", help="one JSON event object per line")
     p.add_argument("--include-existing", action="store_true",
                    help="fire Logon for sessions already open when watching starts")
     add_utmp_option(p)
@@ -62,12 +62,12 @@ async def open_chosen_source(name: str, **options: Any) -> Source:
         raise CliError("'replay' is not a source by itself: give the JSON-lines file to replay "
                        "(--source FILE.jsonl, or - for stdin)", 2)
     try:
-        if name == "auto":
-            name, why = await detect()
-            print(f"sens: watching {name} ({why})", file=sys.stderr)
-        return open_source(name, **options)
+        source, name, why = await choose_source(name, **options)
     except SourceUnavailable as e:
         raise CliError(str(e)) from None
+    if why is not None:
+        print(f"sens: watching {name} ({why})", file=sys.stderr)
+    return source
 
 
 async def _watch(args: argparse.Namespace) -> int:
@@ -79,7 +79,7 @@ async def _watch(args: argparse.Namespace) -> int:
         print(f"sens: {e}; line skipped", file=sys.stderr)
 
     options: dict[str, Any] = utmp_options(args)
-    if (args.source not in SOURCES and args.source != "auto") or args.source == "replay":
+    if args.source not in (*live_names(), "auto") or args.source == "replay":
         options["on_error"] = bad_line
     source = await open_chosen_source(args.source, **options)
     tracker = Tracker(include_existing=args.include_existing)
@@ -98,7 +98,7 @@ async def _watch(args: argparse.Namespace) -> int:
 
 def _watch_daemon(args: argparse.Namespace) -> int | None:
     """Watch through a running daemon (``sens serve``); None when none answers."""
-    from ..socketapi import DaemonClient, DaemonError
+    from ..daemon import DaemonClient, DaemonError
 
     compile_filter(args.filter)  # a bad filter is exit 2 before anything else
     client = DaemonClient.connect()

@@ -7,7 +7,7 @@ backoff and cursors; a sink only delivers, within its time limit, and never runs
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -55,8 +55,7 @@ SINKS: dict[str, str] = {
 def _class(kind: str) -> Any:
     if kind not in SINKS:
         raise ValueError(f"unknown sink kind {kind!r}; known kinds are: {', '.join(SINKS)}")
-    module, _, attr = SINKS[kind].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return pkgutil.resolve_name(SINKS[kind])
 
 
 def validate_settings(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,26 +1,67 @@
-"""Event sources, one module per mechanism, chosen by name at one switch.
+"""Where events come from: live sources and history readers, one module per mechanism, all in
+one registry.
 
 Every module here imports on every OS (OS-only imports live inside functions), so its pure
 mapping is tested everywhere. A source reports :mod:`pysens.observations` (or finished
 :class:`~pysens.events.SensEvent` objects, for replay); the tracker turns them into SENS events.
+
+Each module describes what it offers with a :class:`LiveKind` (how to open its live source, how
+to tell whether it can run here) and/or a :class:`HistoryKind` (how to read its files), and
+:data:`REGISTRY` names them. A new mechanism is a module here plus one line there.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import AsyncIterator, Callable
+import pkgutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..events import SensEvent
 from ..observations import Observation
 
-__all__ = ["SOURCES", "Source", "SourceItem", "SourceUnavailable", "detect", "open_source"]
+__all__ = [
+    "AUTO_ORDER",
+    "REGISTRY",
+    "HistoryKind",
+    "LiveKind",
+    "ReadError",
+    "Source",
+    "SourceItem",
+    "SourceUnavailable",
+    "UnknownSource",
+    "choose_source",
+    "detect",
+    "history_kind",
+    "history_names",
+    "live_kind",
+    "live_names",
+    "open_source",
+    "probe",
+]
 
 SourceItem = Observation | SensEvent
 
 
 class SourceUnavailable(RuntimeError):
     """The source cannot run on this host; the message says why in one sentence."""
+
+
+class UnknownSource(SourceUnavailable):
+    """A source name that is neither a live source nor a file to replay (a typo); ``hint``
+    says what to give instead."""
+
+    def __init__(self, name: str, hint: str) -> None:
+        super().__init__(f"unknown source {name!r}: {hint}")
+        self.name = name
+        self.hint = hint
+
+
+class ReadError(ValueError):
+    """A whole file cannot be read (missing, unreadable, not that kind of file); the message is
+    one sentence naming the file."""
 
 
 @runtime_checkable
@@ -30,7 +71,7 @@ class Source(Protocol):
     name: str
 
     async def snapshot(self) -> list[Observation]:
-        """The sessions open now, as ``SessionAppeared(existing=True)`` observations."""
+        """What is there now (sessions, connections, power), as ``existing`` observations."""
         ...
 
     def watch(self) -> AsyncIterator[SourceItem]:
@@ -42,63 +83,167 @@ class Source(Protocol):
         ...
 
 
-#: name -> "module:factory". The factory takes keyword options and returns a Source; it raises
-#: SourceUnavailable (never ImportError) when the host lacks what the source needs.
-SOURCES: dict[str, str] = {
-    "logind": "pysens.sources.logind:open_logind",
-    "utmp": "pysens.sources.utmp:open_utmp",
-    "wts": "pysens.sources.wts:open_wts",
-    "replay": "pysens.sources.replay:open_replay",
+#: An async check: None when the mechanism works here, else why not, in one sentence.
+Probe = Callable[..., Awaitable[str | None]]
+#: ``read(path, on_error)`` (``on_position(done, total)`` too, for ``positioned`` kinds): the
+#: file's observations (or finished events) in order, each bad piece told to ``on_error``.
+Reader = Callable[..., Iterable[Observation | SensEvent]]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveKind:
+    """A live source: ``open(**options)`` returns the :class:`Source` (or raises
+    :class:`SourceUnavailable`); ``probe(**options)`` tells whether it can run here;
+    ``can_wait(**options)``, when given, describes how it would wait for its data to appear
+    (utmp, before a login program creates the file)."""
+
+    description: str
+    open: Callable[..., Source]
+    probe: Probe
+    can_wait: Probe | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryKind:
+    """A kind of history file for ``sens import``.
+
+    ``read(path, on_error)`` yields what one file says (``on_position(done, total)`` too when
+    ``positioned``: its progress has a fraction); ``read_many(paths, on_error)``, when given,
+    reads files that belong together as one stream (a host's Security and LSM logs, merged by
+    time); ``first_time(path)`` puts rotated files in order.
+    """
+
+    read: Reader
+    read_many: Reader | None = None
+    first_time: Callable[[str], datetime | None] | None = None
+    positioned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """Where a mechanism's :class:`LiveKind` and :class:`HistoryKind` are (``module:attr``)."""
+
+    live: str | None = None
+    history: str | None = None
+
+
+#: Every mechanism, by the name the command line uses. Modules are imported when first used, so
+#: an optional dependency (dbus-fast, evtx) is needed only for its own source.
+REGISTRY: dict[str, Registered] = {
+    "logind": Registered(live="pysens.sources.logind:LIVE"),
+    "utmp": Registered(live="pysens.sources.utmp:LIVE", history="pysens.sources.wtmp:UTMP"),
+    "wtmp": Registered(history="pysens.sources.wtmp:WTMP"),
+    "wtmpdb": Registered(history="pysens.sources.wtmpdb:HISTORY"),
+    "evtx": Registered(history="pysens.sources.evtx:HISTORY"),
+    "wts": Registered(live="pysens.sources.wts:LIVE"),
+    "replay": Registered(live="pysens.sources.replay:LIVE"),
+    "jsonl": Registered(history="pysens.sources.replay:HISTORY"),
 }
 
-# The order `--source auto` tries: the first whose probe says yes wins.
+#: The order `--source auto` tries: the first whose probe says yes wins.
 AUTO_ORDER = ("wts", "logind", "utmp")
 
 
-def _factory(name: str) -> Callable[..., Any]:
-    module, _, attr = SOURCES[name].partition(":")
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+def live_names() -> list[str]:
+    """The names of the live sources (``sens watch --source NAME``)."""
+    return [n for n, r in REGISTRY.items() if r.live]
+
+
+def history_names() -> list[str]:
+    """The kinds of history files (``sens import KIND``)."""
+    return [n for n, r in REGISTRY.items() if r.history]
+
+
+def live_kind(name: str) -> LiveKind:
+    """The live source called ``name``; KeyError for an unknown name, ImportError when its
+    module cannot be loaded here."""
+    where = REGISTRY[name].live
+    if where is None:
+        raise KeyError(name)
+    kind: LiveKind = pkgutil.resolve_name(where)
+    return kind
+
+
+def history_kind(name: str) -> HistoryKind:
+    """The history reader for ``name``; :class:`ReadError` when it is unknown or cannot be
+    loaded here."""
+    entry = REGISTRY.get(name)
+    if entry is None or entry.history is None:
+        raise ReadError(f"unknown kind {name!r}; known kinds: {', '.join(history_names())}")
+    try:
+        kind: HistoryKind = pkgutil.resolve_name(entry.history)
+    except ImportError as e:
+        raise ReadError(f"the {name} reader is not available here ({e})") from None
+    return kind
 
 
 def open_source(name: str, **options: Any) -> Source:
-    """The source called ``name`` (a file path or ``-`` means replay of that JSONL file)."""
-    if name not in SOURCES:
-        return _factory("replay")(path=name, **options)  # type: ignore[no-any-return]
-    return _factory(name)(**options)  # type: ignore[no-any-return]
+    """The live source called ``name`` (a file path or ``-`` means replay of that JSONL file)."""
+    if name not in REGISTRY or REGISTRY[name].live is None:
+        return live_kind("replay").open(path=name, **options)
+    return live_kind(name).open(**options)
+
+
+async def probe(name: str, **options: Any) -> str | None:
+    """None when the live source ``name`` can run here, else why not (one sentence); a probe's
+    own failure is an answer too, never an exception."""
+    try:
+        kind = live_kind(name)
+    except ImportError as e:
+        return f"its module cannot be imported ({e})"
+    try:
+        return await kind.probe(**options)
+    except Exception as e:
+        return f"its probe failed: {e}"
 
 
 async def detect(**options: Any) -> tuple[str, str]:
-    """``(name, why)`` of the live source ``auto`` picks on this host.
-
-    Each source module may define ``async def probe(**options) -> str | None`` returning None
-    when it can run here, else the reason it cannot, and ``async def can_wait(**options)``
-    describing how it would wait for its data to appear. Raises SourceUnavailable with every
-    reason when no source can run or wait.
-    """
+    """``(name, why)`` of the live source ``auto`` picks on this host; SourceUnavailable with
+    every reason when none can run or wait for its data."""
     reasons = []
     for name in AUTO_ORDER:
-        module_name = SOURCES[name].partition(":")[0]
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name != module_name:
-                raise
-            reasons.append(f"{name}: not part of this installation")
-            continue
-        probe = getattr(module, "probe", None)
-        if probe is None:
-            continue
-        why_not = await probe(**options)
+        why_not = await probe(name, **options)
         if why_not is None:
-            return name, getattr(module, "DESCRIPTION", name)
+            return name, live_kind(name).description
         reasons.append(f"{name}: {why_not}")
     # Nothing runs here now. A source that can wait for its data to appear (utmp, once a login
     # program creates /run/utmp) is better than refusing to watch at all.
     for name in AUTO_ORDER:
-        module = importlib.import_module(SOURCES[name].partition(":")[0])
-        can_wait = getattr(module, "can_wait", None)
+        try:
+            can_wait = live_kind(name).can_wait
+        except ImportError:
+            continue
         waiting = await can_wait(**options) if can_wait is not None else None
         if waiting is not None:
             return name, f"{waiting}; " + "; ".join(r for r in reasons
                                                    if not r.startswith(name))
     raise SourceUnavailable("no live source is available here (" + "; ".join(reasons) + ")")
+
+
+async def choose_source(name: str, **options: Any) -> tuple[Source, str, str | None]:
+    """The one place a source is chosen by name: ``(source, its name, why)``.
+
+    ``auto`` detects what this host has (``why`` says what was picked and why); a live name
+    opens that source; any other name must be a JSON-lines file to replay (or ``-``), so a typo
+    (``logindd``) is an error rather than a source that watches nothing. Raises
+    :class:`SourceUnavailable` (one sentence) when the source cannot run here."""
+    why = None
+    if name == "auto":
+        name, why = await detect()
+    elif name == "replay" or ((name not in REGISTRY or REGISTRY[name].live is None)
+                              and name != "-" and not Path(name).is_file()):
+        names = ", ".join(n for n in live_names() if n != "replay")
+        raise UnknownSource(name, f"give auto, {names} or the path of a JSON-lines file "
+                                  "(there is no such file)")
+    return open_source(name, **options), name, why
+
+
+def __getattr__(name: str) -> Any:
+    # pysens 0.1's separate tables (SOURCES: live factories; the importer's READERS).
+    if name == "SOURCES":
+        import warnings
+
+        warnings.warn("pysens.sources.SOURCES is now pysens.sources.REGISTRY; the old name goes "
+                      "in the next release", DeprecationWarning, stacklevel=2)
+        return {n: r.live for n, r in REGISTRY.items() if r.live}
+    raise AttributeError(name)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..importer import ReadError
 from ..observations import Observation
+from . import HistoryKind, ReadError
 from .evtx_map import RELEVANT_EVENT_IDS, Record, RecordError, correlate, parse_record
 
 __all__ = ["CHUNK_SIZE", "HEADER_SIZE", "Chunk", "iter_records", "read_evtx", "read_evtx_files"]
@@ -182,7 +182,7 @@ def iter_records(path: str, on_error: Callable[[str], None]) -> Iterator[Record]
 def read_evtx_files(paths: Iterable[str], on_error: Callable[[str], None]) -> Iterator[Observation]:
     """The observations of several logs read as one stream (all records merged by time).
 
-    A file that cannot be read at all raises :class:`~pysens.importer.ReadError`.
+    A file that cannot be read at all raises :class:`~pysens.sources.ReadError`.
     """
     records: list[Record] = []
     for order, path in enumerate(paths):
@@ -195,3 +195,7 @@ def read_evtx_files(paths: Iterable[str], on_error: Callable[[str], None]) -> It
 def read_evtx(path: str, on_error: Callable[[str], None]) -> Iterator[Observation]:
     """The import reader (``sens import evtx``): the observations of one .evtx file."""
     return read_evtx_files([path], on_error)
+
+
+#: The registry's entry (``sens import evtx``): the files of one host are read together.
+HISTORY = HistoryKind(read_evtx, read_many=read_evtx_files)

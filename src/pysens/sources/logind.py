@@ -42,7 +42,7 @@ from ..observations import (
     SessionInfo,
     SessionVanished,
 )
-from . import SourceUnavailable
+from . import LiveKind, SourceUnavailable
 from .logind_inotify import DirectoryWatch
 from .logind_map import changes_from_properties, diff_info, info_from_properties, plain
 
@@ -515,3 +515,7 @@ def open_logind(
     """
     return LogindSource(bus_address, host=host, sessions_dir=sessions_dir,
                         max_backoff=max_backoff)
+
+
+#: The registry's entry (``sens watch --source logind``).
+LIVE = LiveKind(DESCRIPTION, open_logind, probe)

@@ -1,4 +1,5 @@
-"""Replay: SPEC §2 events from a JSONL file (or ``-`` for standard input).
+"""Replay: events as JSON lines from a file (or ``-`` for standard input), live (``sens watch
+--source FILE``) or as history (``sens import jsonl``).
 
 A malformed line is reported with its line number and skipped; every other line is processed.
 """
@@ -13,8 +14,9 @@ from typing import IO
 
 from ..events import EventError, SensEvent
 from ..observations import Observation
+from . import HistoryKind, LiveKind, ReadError
 
-__all__ = ["LineError", "Replay", "open_replay", "read_events"]
+__all__ = ["LineError", "Replay", "open_replay", "read_events", "read_jsonl"]
 
 DESCRIPTION = "replay of a JSONL file"
 
@@ -97,3 +99,26 @@ class Replay:
 def open_replay(path: str, on_error: Callable[[LineError], None] | None = None) -> Replay:
     """The replay source for ``path`` (``-`` is standard input)."""
     return Replay(path, on_error)
+
+
+def read_jsonl(path: str, on_error: Callable[[str], None]) -> Iterator[SensEvent]:
+    """The history reader of ``sens import jsonl``: the events of a JSON-lines file (what
+    ``sens history --json`` writes); ``-`` is standard input."""
+    if path == "-":
+        yield from read_events(sys.stdin, "<stdin>", lambda err: on_error(f"{err}; line skipped"))
+        return
+    try:
+        stream = Path(path).open(encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError as e:
+        raise ReadError(f"cannot read {path}: {e.strerror or e}") from None
+    with stream:
+        yield from read_events(stream, path, lambda err: on_error(f"{err}; line skipped"))
+
+
+async def _always(**_options: object) -> str | None:
+    return None  # a file to replay needs nothing of the host
+
+
+#: The registry's entries: replay as a live source, and the same files as history.
+LIVE = LiveKind(DESCRIPTION, open_replay, _always)
+HISTORY = HistoryKind(read_jsonl)

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..observations import Observation
-from . import SourceUnavailable
+from . import LiveKind, SourceUnavailable
 from .utmp_map import ProcView, UtmpState, session_info
 from .utmprecord import LAYOUTS, UtmpRecord, iter_records
 
@@ -319,3 +319,7 @@ async def probe(path: str = DEFAULT_PATH, **_options: Any) -> str | None:
     if not os.path.isfile(path):
         return f"{path} does not exist (this host keeps no utmp; logind replaces it)"
     return None
+
+
+#: The registry's entry (``sens watch --source utmp``).
+LIVE = LiveKind(DESCRIPTION, open_utmp, probe, can_wait)

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..events import Method
-from ..importer import ReadError
 from ..observations import HostReset, Observation, SessionInfo, SessionRecord, SessionVanished
+from . import HistoryKind, ReadError
 from .utmprecord import HEAD_SIZE, Layout, UtmpRecord, UtType, decode_all, detect_layout
 
 __all__ = [
@@ -157,7 +157,7 @@ def read_records(path: str, on_error: Callable[[str], None],
     last one goes to ``on_error`` (one sentence with the file and offset) and is skipped.
     ``on_position`` is told how far the reading is (a progress bar).
 
-    Raises :class:`~pysens.importer.ReadError` when the file cannot be read or is not a utmp
+    Raises :class:`~pysens.sources.ReadError` when the file cannot be read or is not a utmp
     file at all.
     """
     with _open(path) as f:
@@ -274,3 +274,8 @@ def observe_all(records: Iterable[UtmpRecord], source: str = "wtmp") -> Iterator
     """:func:`observe` for each record, in order."""
     for rec in records:
         yield from observe(rec, source)
+
+
+#: The registry's entries (``sens import wtmp`` / ``utmp``).
+WTMP = HistoryKind(read_wtmp, first_time=first_time, positioned=True)
+UTMP = HistoryKind(read_utmp, first_time=first_time, positioned=True)

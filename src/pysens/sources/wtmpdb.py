@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..events import Method
-from ..importer import ReadError
 from ..observations import HostReset, Observation, SessionInfo, SessionRecord
+from . import HistoryKind, ReadError
 
 __all__ = ["BOOT_TIME", "COLUMNS", "RUNLEVEL", "USER_PROCESS", "observations", "read_wtmpdb"]
 
@@ -117,7 +117,7 @@ def observations(
 def read_wtmpdb(path: str, on_error: Callable[[str], None]) -> Iterator[Observation]:
     """The observations of the wtmpdb database at ``path`` (``sens import wtmpdb``).
 
-    Opened read-only. Raises :class:`~pysens.importer.ReadError` for a missing file, a file
+    Opened read-only. Raises :class:`~pysens.sources.ReadError` for a missing file, a file
     that is not SQLite, or a database whose ``wtmp`` table is not wtmpdb's.
     """
     if not Path(path).is_file():
@@ -138,3 +138,7 @@ def read_wtmpdb(path: str, on_error: Callable[[str], None]) -> Iterator[Observat
         except sqlite3.DatabaseError as e:
             raise ReadError(f"cannot read {path}: {e}") from None
     yield from result
+
+
+#: The registry's entry (``sens import wtmpdb``).
+HISTORY = HistoryKind(read_wtmpdb)

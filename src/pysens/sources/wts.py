@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..observations import Observation
-from . import SourceUnavailable
+from . import LiveKind, SourceUnavailable
 from .wts_translate import (
     WM_WTSSESSION_CHANGE,
     QueryFailure,
@@ -452,3 +452,6 @@ def open_wts(
     except ValueError as e:
         raise SourceUnavailable(str(e)) from None
 
+
+#: The registry's entry (``sens watch --source wts``).
+LIVE = LiveKind(DESCRIPTION, open_wts, probe)

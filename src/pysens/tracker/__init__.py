@@ -7,7 +7,7 @@ kind of observation a source reports.
 
 from .network import Connection, NetworkTracker
 from .power import Power, PowerTracker
-from .sessions import OpenSession, Tracker, is_user_session
+from .sessions import OpenSession, Tracker, is_user_session, session_key
 
 __all__ = [
     "Connection",
@@ -17,4 +17,5 @@ __all__ = [
     "PowerTracker",
     "Tracker",
     "is_user_session",
+    "session_key",
 ]

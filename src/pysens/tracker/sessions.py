@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..events import Method, SensEvent, default_host
+from ..events import Method, SensEvent, default_host, fold_name, parse_time
 from ..observations import (
     ConnectionState,
     DestinationState,
@@ -40,7 +40,7 @@ from ..observations import (
 from .network import NetworkTracker
 from .power import PowerTracker
 
-__all__ = ["OpenSession", "Tracker", "is_user_session"]
+__all__ = ["OpenSession", "Tracker", "is_user_session", "session_key"]
 
 M = Method
 _USER_CLASSES = frozenset({None, "", "user", "user-early", "user-incomplete"})
@@ -60,6 +60,17 @@ _SESSION_METHODS = frozenset({
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def session_key(session_id: str | None, logon_id: str | None, domain: str | None,
+                user_name: str | None) -> str:
+    """What a session is known by on its host: its session id; else its logon id (Security
+    4624 has only that); else its user (domain and name, compared as account names are)."""
+    if session_id is not None:
+        return session_id
+    if logon_id is not None:
+        return f"logon_id:{logon_id}"
+    return f"user:{fold_name(domain)}\\{fold_name(user_name)}"
 
 
 def is_user_session(info: SessionInfo) -> bool:
@@ -105,15 +116,28 @@ class OpenSession:
         return "locked" if self.locked else "active"
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON object for ``sens sessions --json``."""
+        """A JSON object for ``sens sessions --json`` (and the daemon's session table)."""
         i = self.info
         return {
-            "host": self.host, "session_id": i.session_id, "user_name": i.user_name,
-            "domain": i.domain, "state": self.state, "session_type": i.session_type,
-            "session_class": i.session_class, "tty": i.tty, "seat": i.seat, "remote": i.remote,
-            "client_name": i.client_name, "client_address": i.client_address,
+            "host": self.host, **{f: getattr(i, f) for f in _SHOWN[:3]}, "state": self.state,
+            **{f: getattr(i, f) for f in _SHOWN[3:]},
             "since": self.since.isoformat().replace("+00:00", "Z"), "source": self.source,
         }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> OpenSession:
+        """The session a :meth:`to_json` object describes (a daemon's answer)."""
+        values: dict[str, Any] = {f: obj.get(f) for f in _SHOWN}
+        values["remote"] = bool(values["remote"])
+        state = obj.get("state")
+        return cls(host=str(obj.get("host")), source=str(obj.get("source")),
+                   info=SessionInfo(**values), since=parse_time(obj["since"]),
+                   connected=state != "disconnected", locked=state == "locked")
+
+
+#: The SessionInfo fields a session's JSON shows, in order.
+_SHOWN = ("session_id", "user_name", "domain", "session_type", "session_class", "tty", "seat",
+          "remote", "client_name", "client_address")
 
 
 class Tracker:
@@ -186,11 +210,7 @@ class Tracker:
         if isinstance(info_or_id, str):
             return (h, info_or_id)
         i = info_or_id
-        if i.session_id is not None:
-            return (h, i.session_id)
-        if i.logon_id is not None:
-            return (h, f"logon_id:{i.logon_id}")
-        return (h, f"user:{(i.domain or '').lower()}\\{(i.user_name or '').lower()}")
+        return (h, session_key(i.session_id, i.logon_id, i.domain, i.user_name))
 
     def _appeared(self, obs: SessionAppeared) -> list[SensEvent]:
         key = self._key(obs.host, obs.info)
@@ -435,7 +455,7 @@ def _known(changes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _same_user(a: SessionInfo, b: SessionInfo) -> bool:
-    return (a.user_name or "").lower() == (b.user_name or "").lower()
+    return fold_name(a.user_name) == fold_name(b.user_name)
 
 
 def _merge(old: SessionInfo, new: SessionInfo) -> SessionInfo:

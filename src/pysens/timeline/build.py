@@ -22,22 +22,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
-from .events import Method, SensEvent, format_time
+from ..events import Method, SensEvent, format_time
+from ..tracker import session_key as _key_of
 
 __all__ = [
     "CONNECTED",
     "DISCONNECTED",
     "SESSION_METHODS",
-    "Before",
     "Interval",
+    "LogonPair",
     "SessionSpan",
     "build_timeline",
+    "event_key",
     "format_duration",
     "overlaps",
-    "session_key",
-    "window_bounds",
-    "window_needs",
-    "window_queries",
+    "pair_sessions",
 ]
 
 #: The two interval states.
@@ -106,7 +105,7 @@ class SessionSpan:
 
     @property
     def key(self) -> tuple[str, str]:
-        """(host, session key): what the tracker keys the session by (see :func:`session_key`)."""
+        """(host, session key): what the tracker keys the session by (see :func:`event_key`)."""
         return (self.host, _key_of(self.session_id, self.logon_id, self.domain, self.user_name))
 
     @property
@@ -169,18 +168,9 @@ class SessionSpan:
         }
 
 
-def _key_of(
-    session_id: str | None, logon_id: str | None, domain: str | None, user: str | None
-) -> str:
-    if session_id is not None:
-        return session_id
-    if logon_id is not None:
-        return f"logon_id:{logon_id}"
-    return f"user:{(domain or '').lower()}\\{(user or '').lower()}"
-
-
-def session_key(event: SensEvent) -> tuple[str, str]:
-    """The (host, key) a session event belongs to: session id, else logon id, else user."""
+def event_key(event: SensEvent) -> tuple[str, str]:
+    """The (host, key) a session event belongs to, as the tracker keys it
+    (:func:`pysens.tracker.session_key`)."""
     return (event.host, _key_of(event.session_id, event.logon_id, event.domain, event.user_name))
 
 
@@ -201,7 +191,7 @@ class _Builder:
 
     def feed(self, e: SensEvent) -> None:
         method = _method(e)
-        key = session_key(e)
+        key = event_key(e)
         span = self.open.get(key)
         t = e.time
         if method is M.Logon:
@@ -245,7 +235,7 @@ class _Builder:
                                            e.client_address))
         elif state == DISCONNECTED:
             span.intervals.append(Interval(e.time, None, DISCONNECTED))
-        self.open[session_key(e)] = span
+        self.open[event_key(e)] = span
         return span
 
     def _note(self, span: SessionSpan, e: SensEvent) -> None:
@@ -326,64 +316,6 @@ def build_timeline(
     return sorted(builder.result(), key=lambda s: (s.start, s.host, s.session_id or ""))
 
 
-#: Per (host, session id) before a window: its latest session event's time, the latest of one
-#: that is not a Logoff, and the latest Logoff's (microseconds; None: there is none).
-Before = tuple[str, str, int, int | None, int | None]
-
-
-def window_queries(ph: str, methods: int, until: bool, hosts: int = 0) -> tuple[str, str]:
-    """The two SQL queries (on an ``events`` table with ``host``, ``session_id``, ``time_us``
-    and ``method`` columns, as the journal and the central store have) whose rows
-    :func:`window_bounds` takes: the pairs inside the window (parameters: since, [until],
-    the methods, [the hosts]) and the latest times before it (since, the methods, [hosts])."""
-    m = ", ".join([ph] * methods)
-    h = f" AND host IN ({', '.join([ph] * hosts)})" if hosts else ""
-    inside = (f"SELECT DISTINCT host, session_id FROM events WHERE time_us >= {ph}"
-              f"{f' AND time_us < {ph}' if until else ''} AND session_id IS NOT NULL"
-              f" AND method IN ({m}){h}")
-    before = (f"SELECT host, session_id, max(time_us),"
-              f" max(CASE WHEN method != 'Logoff' THEN time_us END),"
-              f" max(CASE WHEN method = 'Logoff' THEN time_us END) FROM events"
-              f" WHERE time_us < {ph} AND session_id IS NOT NULL AND method IN ({m}){h}"
-              f" GROUP BY host, session_id")
-    return inside, before
-
-
-def window_bounds(
-    inside: Iterable[tuple[str, str]], before: Iterable[Before]
-) -> dict[tuple[str, str], int | None]:
-    """The sessions a timeline of a window needs, and from when (microseconds; None: from
-    their first event), given the (host, session id) pairs with a session event in the window
-    (``inside``) and, per pair, the latest time, latest non-Logoff time and latest Logoff time
-    of its session events before the window (``before``).
-
-    A pair is needed when it has an event in the window or was open at its start (its latest
-    event before it is not a Logoff; at a tie, any one not). Its events from its last Logoff
-    before the window on are enough: that Logoff closed every instance before it. Whatever
-    the rest, the sessions that overlap the window come out the same as from every event.
-    """
-    bound: dict[tuple[str, str], int | None] = dict.fromkeys(inside)
-    for host, sid, last, last_open, last_logoff in before:
-        key = (host, sid)
-        if key in bound or last_open == last:
-            bound[key] = last_logoff
-    return bound
-
-
-def window_needs(
-    bound: dict[tuple[str, str], int | None], host: str, session_id: str | None, time_us: int
-) -> bool:
-    """Whether a timeline of the window needs this session event (``bound`` from
-    :func:`window_bounds`); an event without a session id always is."""
-    if session_id is None:
-        return True
-    key = (host, session_id)
-    if key not in bound:
-        return False
-    start = bound[key]
-    return start is None or time_us >= start
-
-
 def overlaps(span: SessionSpan, since: datetime | None, until: datetime | None) -> bool:
     """True when ``span`` was open at some time in ``[since, until)`` (an open one still is)."""
     if until is not None and span.start >= until:
@@ -404,3 +336,37 @@ def format_duration(d: timedelta) -> str:
         return f"{h}h{m:02d}m"
     days, h = divmod(h, 24)
     return f"{days}d{h:02d}h"
+
+
+@dataclass(frozen=True, slots=True)
+class LogonPair:
+    """One Logon with its Logoff (``None``: still open at the end of the events)."""
+
+    logon: SensEvent
+    logoff: SensEvent | None = None
+
+    @property
+    def end(self) -> str:
+        """How it ended: ``open``, ``logoff`` (observed), or the synthesized Logoff's reason."""
+        if self.logoff is None:
+            return "open"
+        if not self.logoff.synthesized:
+            return "logoff"
+        return self.logoff.reason or "gone"
+
+
+def pair_sessions(events: Iterable[SensEvent]) -> list[LogonPair]:
+    """Each Logon in ``events`` (tracker output: per session Logon first, Logoff last) with its
+    Logoff, in Logon order: what ``last`` lists. A Logoff without its Logon (the log began
+    mid-session) is left out; :func:`build_timeline` keeps those, with their intervals."""
+    done: list[tuple[int, LogonPair]] = []
+    open_: dict[tuple[str, str], tuple[int, SensEvent]] = {}
+    for n, e in enumerate(events):
+        key = event_key(e)
+        if e.method is M.Logon:
+            open_[key] = (n, e)
+        elif e.method is M.Logoff and key in open_:
+            start, logon = open_.pop(key)
+            done.append((start, LogonPair(logon, e)))
+    done.extend((n, LogonPair(logon)) for n, logon in open_.values())
+    return [s for _, s in sorted(done, key=lambda pair: pair[0])]

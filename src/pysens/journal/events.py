@@ -7,10 +7,8 @@ carries a version (``PRAGMA user_version``) and migrations run forward on open.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,78 +17,14 @@ from datetime import datetime
 from itertools import count
 from pathlib import Path
 
-from .events import SensEvent, json_texts
+from ..events import EventError, SensEvent, json_texts
+from .reader import OnBad
+from .schema import MIGRATIONS, JournalError, default_journal_path
+from .window import window_keys
 
-__all__ = [
-    "MIGRATIONS",
-    "AppendResult",
-    "Journal",
-    "JournalError",
-    "JournalWriter",
-    "default_journal_path",
-]
+__all__ = ["AppendResult", "Journal"]
 
 
-class JournalError(RuntimeError):
-    """The journal cannot be opened or written; the message names the file."""
-
-
-#: Forward migrations; entry ``n`` brings a database from version ``n`` to ``n + 1``.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE events (
-        seq        INTEGER PRIMARY KEY,
-        id         TEXT NOT NULL UNIQUE,
-        time_us    INTEGER NOT NULL,
-        host       TEXT NOT NULL,
-        method     TEXT NOT NULL,
-        user_name  TEXT,
-        session_id TEXT,
-        body       TEXT NOT NULL
-    );
-    CREATE INDEX events_time ON events(time_us);
-    CREATE TABLE cursors (
-        name TEXT PRIMARY KEY,
-        seq  INTEGER NOT NULL
-    );
-    """,
-    # Persistent subscriptions (pysens.subscriptions); their cursors live in `cursors` as
-    # 'subscription:<id>'. `history` holds the seqs of imported events that persistent
-    # subscriptions must not be sent (`sens import` without --deliver).
-    """
-    CREATE TABLE subscriptions (
-        id          TEXT PRIMARY KEY,
-        name        TEXT NOT NULL UNIQUE,
-        event_class TEXT NOT NULL,
-        method      TEXT,
-        criteria    TEXT,
-        enabled     INTEGER NOT NULL DEFAULT 1,
-        per_user    INTEGER NOT NULL DEFAULT 0,
-        owner       TEXT,
-        parallel    INTEGER NOT NULL DEFAULT 0,
-        sink        TEXT NOT NULL,
-        settings    TEXT NOT NULL,
-        state       TEXT NOT NULL DEFAULT 'ok',
-        failures    INTEGER NOT NULL DEFAULT 0,
-        last_error  TEXT,
-        created     TEXT NOT NULL
-    );
-    CREATE TABLE history (
-        seq INTEGER PRIMARY KEY
-    );
-    """,
-]
-
-
-def default_journal_path() -> Path:
-    """``$SENS_JOURNAL``, else ``/var/lib/pysens/journal.db`` for root, else the XDG state dir."""
-    env = os.environ.get("SENS_JOURNAL")
-    if env:
-        return Path(env)
-    if os.name == "posix" and os.geteuid() == 0:
-        return Path("/var/lib/pysens/journal.db")
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "pysens" / "journal.db"
 
 
 def _us(t: datetime) -> int:
@@ -300,6 +234,15 @@ class Journal:
             ).fetchone()
         return None if row is None else _load(row)
 
+    def rows_after(self, after: int, limit: int) -> list[tuple[int, str, str, str, str]]:
+        """``(seq, id, host, method, JSON text)`` of up to ``limit`` events after ``after``, in
+        order: what a forwarder ships as it is, without building events (the text has no
+        ``seq``; pysens 0.1 journals may hold ``"seq": null``)."""
+        with self._guard("read"):
+            return self._db.execute(
+                "SELECT seq, id, host, method, body FROM events WHERE seq > ? ORDER BY seq "
+                "LIMIT ?", (after, limit)).fetchall()
+
     def last_seq(self) -> int:
         """The highest ``seq`` (0 when empty)."""
         with self._guard("read"):
@@ -315,20 +258,18 @@ class Journal:
         *,
         since: datetime | None = None,
         until: datetime | None = None,
-        after_seq: int | None = None,
+        hosts: Sequence[str] = (),
         where: Callable[[SensEvent], bool] | None = None,
         limit: int | None = None,
+        on_bad: OnBad | None = None,
+        after_seq: int | None = None,
         batch: int = 1000,
     ) -> Iterator[SensEvent]:
-        """Events in ``seq`` order: time in ``[since, until)``, ``seq > after_seq``, and
-        ``where(event)`` true (a compiled filter). Read in batches, so a huge journal streams."""
-        clauses, params = [], []
-        if since is not None:
-            clauses.append("time_us >= ?")
-            params.append(_us(since))
-        if until is not None:
-            clauses.append("time_us < ?")
-            params.append(_us(until))
+        """Events in ``seq`` order: time in ``[since, until)``, host among ``hosts`` (all when
+        empty), ``seq > after_seq``, and ``where(event)`` true (a compiled filter). Read in
+        batches, so a huge journal streams. A row that no longer reads as an event is told to
+        ``on_bad`` and skipped (without ``on_bad``: a :class:`JournalError`)."""
+        clauses, params = self._where(since, until, hosts)
         last = after_seq or 0
         sent = 0
         while True:
@@ -339,7 +280,9 @@ class Journal:
                 ).fetchall()
             for row in rows:
                 last = row[0]
-                event = _load(row)
+                event = self._load(row, on_bad)
+                if event is None:
+                    continue
                 if where is None or where(event):
                     yield event
                     sent += 1
@@ -348,44 +291,73 @@ class Journal:
             if len(rows) < batch:
                 return
 
+    @staticmethod
+    def _where(since: datetime | None, until: datetime | None,
+               hosts: Sequence[str]) -> tuple[list[str], list[object]]:
+        clauses: list[str] = []
+        params: list[object] = []
+        if since is not None:
+            clauses.append("time_us >= ?")
+            params.append(_us(since))
+        if until is not None:
+            clauses.append("time_us < ?")
+            params.append(_us(until))
+        if hosts:
+            clauses.append(f"host IN ({','.join('?' * len(hosts))})")
+            params.extend(hosts)
+        return clauses, params
+
+    def hosts(self) -> list[str]:
+        """The hosts that have events here, sorted."""
+        with self._guard("read"):
+            rows = self._db.execute("SELECT DISTINCT host FROM events ORDER BY host").fetchall()
+        return [r[0] for r in rows]
+
     def session_events(
-        self, methods: Iterable[str], since: datetime, until: datetime | None = None,
+        self, methods: Iterable[str], since: datetime, until: datetime | None = None, *,
+        hosts: Sequence[str] = (), on_bad: OnBad | None = None,
     ) -> Iterator[SensEvent]:
-        """The events of ``methods`` (in ``seq`` order) a timeline of the window ``[since,
-        until)`` needs, without decoding the rest of a long journal.
+        """The events of ``methods`` (in ``seq`` order, on ``hosts`` when given) a timeline of
+        the window ``[since, until)`` needs, without decoding the rest of a long journal (see
+        :func:`pysens.journal.window.window_keys`)."""
+        def select(sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+            with self._guard("read"):
+                return self._db.execute(sql, tuple(params)).fetchall()
 
-        Per (host, session id) with such an event in the window, or whose latest one before
-        ``since`` is not a Logoff (open then): its events from its last Logoff before ``since``
-        on (that Logoff closed everything before it; all of them when there is none). And
-        every such event without a session id. The keys and bounds come from the columns, in
-        SQL; only the bodies of the kept rows are decoded."""
-        from .timeline import window_bounds, window_needs, window_queries
-
-        names = sorted(set(methods))
-        marks = ",".join("?" * len(names))
-        lo, hi = _us(since), _us(until) if until is not None else None
-        inside_sql, before_sql = window_queries("?", len(names), hi is not None)
-        with self._guard("read"):
-            inside = self._db.execute(
-                inside_sql, (lo, *([hi] if hi is not None else []), *names)).fetchall()
-            before = self._db.execute(before_sql, (lo, *names)).fetchall()
-        bound = window_bounds(inside, before)
-        # Which rows, from the columns alone (no body is read for a row left out) ...
-        with self._guard("read"):
-            rows = self._db.execute(
-                f"SELECT seq, host, session_id, time_us FROM events WHERE method IN ({marks})"
-                " ORDER BY seq", names).fetchall()
-        kept = [seq for seq, host, sid, t in rows if window_needs(bound, host, sid, t)]
-        del rows
-        # ... then their bodies, in order.
+        kept = window_keys(select, "?", methods, _us(since),
+                           _us(until) if until is not None else None, hosts=hosts)
         for n in range(0, len(kept), 500):
             chunk = kept[n:n + 500]
-            with self._guard("read"):
-                found = self._db.execute(
-                    f"SELECT seq, body FROM events WHERE seq IN ({','.join('?' * len(chunk))})"
-                    " ORDER BY seq", chunk).fetchall()
-            for row in found:
-                yield _load(row)
+            for row in select(f"SELECT seq, body FROM events WHERE seq IN "
+                              f"({','.join('?' * len(chunk))}) ORDER BY seq", chunk):
+                event = self._load(row, on_bad)  # type: ignore[arg-type]
+                if event is not None:
+                    yield event
+
+    def _load(self, row: tuple[int, str], on_bad: OnBad | None) -> SensEvent | None:
+        try:
+            return _load(row)
+        except (EventError, ValueError, TypeError) as e:
+            message = f"{self.path}: journaled event at seq {row[0]} cannot be read: {e}"
+            if on_bad is None:
+                raise JournalError(message) from None
+            on_bad(message)
+            return None
+
+    def mark_history(self, seqs: Iterable[int]) -> None:
+        """Record that these journaled events are history (imported), which persistent
+        subscriptions are not sent. ``append_many(events, history=True)`` does it in the
+        append's own transaction; this is for events journaled before."""
+        with self._guard("write to"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO history(seq) VALUES (?)",
+                                     [(s,) for s in seqs])
+                self._db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
 
     # -- cursors -----------------------------------------------------------------------------
 
@@ -423,49 +395,3 @@ class Journal:
 
 def _load(row: tuple[int, str]) -> SensEvent:
     return SensEvent.from_stored(json.loads(row[1]), row[0])
-
-
-class JournalWriter:
-    """Group commit for asyncio producers: concurrent :meth:`append` calls share a transaction.
-
-    Each call returns once its event is committed. While one commit runs in a worker thread,
-    new events queue up and go together in the next, so a burst costs a few commits, not one per
-    event, and a lone event is committed at once (no timer adds latency).
-    """
-
-    def __init__(self, journal: Journal, *, max_batch: int = 5000) -> None:
-        self.journal = journal
-        self.max_batch = max_batch
-        self._pending: list[tuple[SensEvent, asyncio.Future[AppendResult]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def append(self, event: SensEvent) -> AppendResult:
-        """Journal ``event``; returns once it is committed."""
-        fut: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, fut))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run())
-        return await fut
-
-    async def append_many(self, events: Iterable[SensEvent]) -> list[AppendResult]:
-        """Journal several events; returns once all are committed."""
-        return list(await asyncio.gather(*(self.append(e) for e in events)))
-
-    async def _run(self) -> None:
-        while self._pending:
-            batch = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
-            try:
-                results = await asyncio.to_thread(
-                    self.journal.append_many, [e for e, _ in batch]
-                )
-            except BaseException as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, fut), result in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
