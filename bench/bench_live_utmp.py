@@ -58,7 +58,7 @@ class Poller(threading.Thread):
         prev: set[tuple[str, int]] = set()
         tick = time.monotonic()
         while not self.stop.is_set():
-            cur = {(u.terminal or "", u.pid or 0) for u in psutil.users()}
+            cur = {(u.terminal or "", int(u.pid or 0)) for u in psutil.users()}
             now = time.perf_counter_ns()
             self.polls.append(now)
             for key in cur - prev:
@@ -93,7 +93,7 @@ def on_event(event: SensEvent) -> None:
 
 
 async def write_and_wait(fd: int, slot: int, data: bytes, method: str, line: str,
-                         timeout: float = 5.0) -> tuple[int, int]:
+                         timeout: float = 5.0) -> tuple[int, int]:  # noqa: ASYNC109 - a test's hang guard
     fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     WAITERS[(method, line)] = fut
     t0 = time.perf_counter_ns()
@@ -127,7 +127,7 @@ async def bench(args: argparse.Namespace, path: Path, real_peer: bool) -> None:
             deliver(event)
 
     task = asyncio.create_task(consume())
-    while source.mechanism is None:
+    while source.mechanism is None:  # noqa: ASYNC110 - polls another process's file or database: nothing to await
         await asyncio.sleep(0.01)
     poller = Poller()
     poller.start()
@@ -167,7 +167,7 @@ async def bench(args: argparse.Namespace, path: Path, real_peer: bool) -> None:
     # 3. Idle: this process's loop thread and the poller thread over the same seconds, and a
     #    separate `sens watch --utmp` process.
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    watch = subprocess.Popen(
+    watch = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; the child is waited for elsewhere
         [sys.executable, "-c", "import sys; from pysens.cli import main; "
          "sys.exit(main(sys.argv[1:]))", "-v", "watch", "--utmp", str(path), "--json"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)

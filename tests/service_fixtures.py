@@ -98,7 +98,7 @@ def wait_cursor(names: Sequence[str], seq: int, deadline: float = 30) -> None:
     """Wait until every subscription in ``names`` has been delivered up to ``seq``."""
     end = time.monotonic() + deadline
     with Journal() as j:
-        from pysens.subscriptions import SubscriptionStore
+        from pysens.journal import SubscriptionStore
 
         store = SubscriptionStore(j)
         try:

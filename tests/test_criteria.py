@@ -201,10 +201,10 @@ def reference(node: object, e: SensEvent) -> bool:
     elif isinstance(actual, bool) or actual is None:
         same = False
     else:
-        a, b = str(actual), str(v)
+        a_text, b_text = str(actual), str(v)
         if node.column == "bstrUserName":
-            a, b = a.lower(), b.lower()
-        same = a == b
+            a_text, b_text = a_text.lower(), b_text.lower()
+        same = a_text == b_text
     return same if node.equal else not same
 
 
@@ -224,7 +224,7 @@ events = st.builds(
 def test_random_expressions_agree_with_the_reference(
     data: st.DataObject, tree: object, evs: list[SensEvent]
 ) -> None:
-    text = render(tree, data.draw)
+    text = render(tree, data.draw)  # type: ignore[arg-type]  # a DataObject draws as DrawFn does
     c = compile_criteria(text)
     for e in evs:
         assert c.matches(e) == reference(tree, e), text

@@ -132,7 +132,8 @@ def test_tscon_hijack_is_one_users_disconnect_and_anothers_reconnect() -> None:
 def test_times_are_system_time_not_the_record_header() -> None:
     from evtx import PyEvtxParser
 
-    header = {r["event_record_id"]: r["timestamp"] for r in PyEvtxParser(str(HIJACK)).records()}
+    header = {r["event_record_id"]: r["timestamp"]
+              for r in PyEvtxParser(str(HIJACK)).records() if r is not None}
     for rec in records(read(HIJACK)[0]):
         stamp = header[rec.info.raw["RecordNumber"]].replace(" UTC", "")
         assert datetime.fromisoformat(stamp[:26] + "Z") != rec.time
@@ -207,6 +208,7 @@ def test_system_log_boots_and_shutdowns_reset_the_host() -> None:
     # plaso's oracle leaves out Kernel-Power 41 (unexpected shutdown): read those directly.
     power = []
     for item in PyEvtxParser(str(SYSTEM)).records_json():
+        assert item is not None
         system = json.loads(item["data"])["Event"]["System"]
         if (system["Provider"]["#attributes"]["Name"] == "Microsoft-Windows-Kernel-Power"
                 and system["EventID"] == 41):
@@ -372,7 +374,7 @@ def ts(seconds: float, eid: int, logon_id: str = "0x5a1") -> dict[str, Any]:
 
 
 def logoff(seconds: float, eid: int, logon_id: str, logon_type: int = 10) -> dict[str, Any]:
-    data = {"TargetUserSid": "S-1-5-21-1-2-3-1104", "TargetUserName": "alice",
+    data: dict[str, Any] = {"TargetUserSid": "S-1-5-21-1-2-3-1104", "TargetUserName": "alice",
             "TargetDomainName": "CORP", "TargetLogonId": logon_id}
     if eid == 4634:
         data["LogonType"] = logon_type

@@ -136,8 +136,8 @@ def test_old_import_paths_still_work_with_a_deprecation_warning(
 
 
 def test_names_the_old_modules_still_hold() -> None:
-    from pysens.importer import ReadError
-    from pysens.subscriptions import SubscriptionStore
+    from pysens.importer import ReadError  # type: ignore[attr-defined]
+    from pysens.subscriptions import SubscriptionStore  # type: ignore[attr-defined]
 
     assert ReadError is pysens.sources.ReadError
     assert SubscriptionStore is pysens.journal.SubscriptionStore
@@ -148,11 +148,11 @@ def test_renamed_old_names_still_work() -> None:
     from pysens.journal import PersistentSubscription
 
     with pytest.warns(DeprecationWarning, match="Subscription moved"):
-        assert old.Subscription is PersistentSubscription  # type: ignore[attr-defined]
+        assert old.Subscription is PersistentSubscription
     from pysens import sources
 
     with pytest.warns(DeprecationWarning, match="REGISTRY"):
-        assert sources.SOURCES["logind"] == "pysens.sources.logind:LIVE"  # type: ignore[attr-defined]
+        assert sources.SOURCES["logind"] == "pysens.sources.logind:LIVE"
     with pytest.raises(AttributeError):
         getattr(pysens, "NoSuchThing")  # noqa: B009
 
@@ -180,7 +180,7 @@ def test_watch_yields_a_hosts_events_and_stops_when_the_loop_breaks(tmp_path: Pa
         seen.append((str(event.method), event.user_name))
     # bob's Logon on the same session id ends alice's (a synthesized, superseded Logoff).
     assert seen == [("Logon", "alice"), ("SessionDisconnect", "alice"), ("Logoff", "alice")]
-    it = pysens.watch(str(path))
+    it = iter(pysens.watch(str(path)))
     first = next(it)
     it.close()  # a break out of the loop: the thread stops
     assert first.user_name == "alice"

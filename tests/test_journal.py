@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from pysens.events import SensEvent
-from pysens.journal import MIGRATIONS, Journal, JournalError, JournalWriter
+from pysens.journal import MIGRATIONS, AppendResult, Journal, JournalError, JournalWriter
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -95,9 +97,9 @@ async def test_group_commit_batches_concurrent_appends(tmp_path: Path) -> None:
     calls: list[int] = []
     original = j.append_many
 
-    def counting(events: list[SensEvent]):  # type: ignore[no-untyped-def]
+    def counting(events: Sequence[SensEvent], *, history: bool = False) -> list[AppendResult]:
         calls.append(len(events))
-        return original(events)
+        return original(events, history=history)
 
     j.append_many = counting  # type: ignore[method-assign]
     w = JournalWriter(j)
@@ -170,7 +172,7 @@ def test_someone_who_may_only_read_the_journal_can_read_it(tmp_path: Path, live:
                 ["/usr/bin/python3", "-m", "pysens.cli", "--journal", str(path), *argv],
                 capture_output=True, text=True, timeout=60, cwd="/",
                 env={"PYTHONPATH": str(shared), "PATH": "/usr/bin:/bin", "HOME": "/"},
-                preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)),
+                preexec_fn=_become_nobody,
             )
 
         shown = sens("history")
@@ -186,3 +188,8 @@ def test_someone_who_may_only_read_the_journal_can_read_it(tmp_path: Path, live:
             assert j.count() == (2 if live else 1)  # nothing written by the reader
     finally:
         shutil.rmtree(shared)
+
+
+def _become_nobody() -> None:
+    os.setgid(65534)
+    os.setuid(65534)

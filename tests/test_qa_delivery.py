@@ -16,7 +16,7 @@ import pytest
 from pysens.cli import main
 from pysens.criteria import MAX_DEPTH, CriteriaError, compile_criteria
 from pysens.delivery import DeliveryManager, DeliveryPolicy
-from pysens.events import SensEvent
+from pysens.events import SensEvent, parse_time
 from pysens.journal import Journal, SubscriptionStore
 from pysens.sinks import SinkError, make_sink
 from service_fixtures import daemon, events, read_jsonl, start_daemon, stop, write_events
@@ -243,8 +243,8 @@ async def test_a_per_user_failure_keeps_cursor_and_presence_together(tmp_path: P
             "if e['session_id'] == '3' and not os.path.exists(m):\n"
             "    open(m, 'w').close(); sys.exit(1)\n"
             f"open({str(out)!r}, 'a').write(e['id'] + '\\n')")
-    evs = [SensEvent(method=m, user_name=u, session_id=s, host="web01", id=f"E{i}",  # type: ignore[arg-type]
-                     time=f"2026-11-23T10:00:0{i}Z")
+    evs = [SensEvent(method=m, user_name=u, session_id=s, host="web01", id=f"E{i}",
+                     time=parse_time(f"2026-11-23T10:00:0{i}Z"))
            for i, (m, u, s) in enumerate([("Logon", "alice", "1"), ("Logoff", "alice", "1"),
                                            ("Logon", "alice", "3"), ("Logoff", "alice", "3"),
                                            ("Logon", "bob", "5")])]
@@ -259,7 +259,7 @@ async def test_a_per_user_failure_keeps_cursor_and_presence_together(tmp_path: P
         task = asyncio.create_task(manager.run())
         try:
             async with asyncio.timeout(60):
-                while j.cursor(sub.cursor) < 5:
+                while j.cursor(sub.cursor) < 5:  # noqa: ASYNC110 - polls another process's file or database: nothing to await
                     await asyncio.sleep(0.02)
         finally:
             task.cancel()

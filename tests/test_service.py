@@ -157,10 +157,10 @@ def test_replay_source_events_are_journaled_and_delivered(tmp_path: Path) -> Non
                  str(out)]) == 0
     src = tmp_path / "replay.jsonl"
     # A session's life as a source reports it: the tracker admits them in order.
-    from pysens.events import SensEvent
+    from pysens.events import SensEvent, parse_time
 
-    evs = [SensEvent(method=m, user_name="dave", session_id="7", host="h", source="logind",  # type: ignore[arg-type]
-                     time=f"2026-11-23T10:00:0{i}Z")
+    evs = [SensEvent(method=m, user_name="dave", session_id="7", host="h", source="logind",
+                     time=parse_time(f"2026-11-23T10:00:0{i}Z"))
            for i, m in enumerate(["Logon", "SessionDisconnect", "SessionReconnect", "Logoff"])]
     write_events(src, evs)
     with daemon(tmp_path, "--source", str(src)):

@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,8 +40,8 @@ def fleet_day(n: int, seed: int = 7) -> list[SensEvent]:
         host = EVIL_HOST if k == 1 else f"web{k % 3 + 1:02d}"
         user = (EVIL_USER if k % 7 == 0 else 'o"neil' if k % 7 == 3
                 else rnd.choice(["alice", "bob", "carol", "erin"]))
-        kw = {"user_name": user, "session_id": str(k + 2), "host": host, "source": "test",
-              "remote": True}
+        kw: dict[str, Any] = {"user_name": user, "session_id": str(k + 2), "host": host,
+                              "source": "test", "remote": True}
         t = T0 + timedelta(minutes=rnd.randint(0, 500))
         events.append(SensEvent(method="Logon", time=t, client_name="LAPTOP",
                                 client_address=f"10.0.0.{k % 250 + 1}", **kw))

@@ -248,9 +248,10 @@ def observation(draw: st.DrawFn) -> tuple[int, Observation]:
     if kind == "greeter":
         g = SessionInfo("g", user_name="gdm", session_class="greeter", seat="seat0",
                         active=draw(st.booleans()))
-        return dt, draw(st.sampled_from([
+        greeter: list[Observation] = [
             SessionAppeared(t, "s", g), SessionChanged(t, "s", "g", {"active": False}),
-            SessionVanished(t, "s", "g")]))
+            SessionVanished(t, "s", "g")]
+        return dt, draw(st.sampled_from(greeter))
     return dt, HostReset(t, "s", "reboot")
 
 

@@ -18,7 +18,7 @@ from pysens.events import SensEvent, parse_time
 from pysens.live import tracked_events
 from pysens.observations import Observation, SessionAppeared
 from pysens.sources import open_source
-from pysens.sources.inotify import Flag, Inotify
+from pysens.sources.inotify import Flag, Inotify, InotifyEvent
 from pysens.sources.utmp import ProcView, UtmpSource, UtmpState, open_utmp, probe
 from pysens.sources.utmprecord import UtmpRecord, iter_records
 from pysens.tracker import Tracker
@@ -56,7 +56,7 @@ class Watch:
             await asyncio.sleep(0.01)
         raise AssertionError("the source did not start")
 
-    async def next(self, n: int = 1, timeout: float = 5.0) -> list[SensEvent]:
+    async def next(self, n: int = 1, timeout: float = 5.0) -> list[SensEvent]:  # noqa: ASYNC109 - a test's hang guard
         """The next ``n`` events."""
         return [await asyncio.wait_for(self.events.get(), timeout) for _ in range(n)]
 
@@ -85,7 +85,7 @@ async def test_snapshot_reports_user_processes_only(tmp_path: Path) -> None:
     obs = await UtmpSource(str(path), proc=NO_PROC).snapshot()
     assert all(isinstance(o, SessionAppeared) and o.existing for o in obs)
     infos = {o.info.session_id: o.info for o in obs if isinstance(o, SessionAppeared)}
-    assert sorted(infos) == ["pts/0", "pts/1", "tty2"]
+    assert sorted(k or "" for k in infos) == ["pts/0", "pts/1", "tty2"]
     a, b, c = infos["pts/0"], infos["tty2"], infos["pts/1"]
     assert (a.user_name, a.tty, a.remote, a.client_address, a.client_name) == (
         "alice", "pts/0", True, "192.168.1.5", None)
@@ -184,7 +184,7 @@ async def test_garbage_and_truncated_records_are_skipped_with_their_offset(
         await w.started()
         garbage = bytearray(undump([BOB]))
         garbage[0:2] = (77).to_bytes(2, "little")  # ut_type 77 is no record type
-        with open(path, "r+b") as f:
+        with open(path, "r+b") as f:  # noqa: ASYNC230 - the loop is held on purpose here
             f.seek(3 * 384)
             f.write(bytes(garbage) + undump([CAROL]) + b"\xff" * 100)
         assert methods(await w.next(2)) == [("Logon", "pts/1"), ("PostShell", "pts/1")]
@@ -251,7 +251,7 @@ async def test_polling_stands_in_without_inotify(tmp_path: Path) -> None:
 async def test_a_queue_overflow_rereads_the_file(watch: Watch, tmp_path: Path) -> None:
     # The loop is held here while far more events than the kernel queues (16384) pile up,
     # so the login's own event is dropped: only the overflow's rescan can find it.
-    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())  # noqa: ASYNC240 - the loop is held on purpose here
     fds = [os.open(tmp_path / name, os.O_WRONLY | os.O_CREAT, 0o600) for name in ("x", "y")]
     try:
         for _i in range(limit // 2 + 100):
@@ -265,17 +265,17 @@ async def test_a_queue_overflow_rereads_the_file(watch: Watch, tmp_path: Path) -
 
 
 async def test_inotify_wrapper_reports_names_and_masks(tmp_path: Path) -> None:
-    got: asyncio.Queue[list[object]] = asyncio.Queue()
+    got: asyncio.Queue[list[InotifyEvent]] = asyncio.Queue()
     with Inotify() as ino:
         ino.add_watch(tmp_path, Flag.CREATE | Flag.MOVED_TO | Flag.DELETE | Flag.CLOSE_WRITE)
         ino.start(lambda batch: got.put_nowait(list(batch)))
         (tmp_path / "a").write_bytes(b"x")
         os.rename(tmp_path / "a", tmp_path / "b")
         os.unlink(tmp_path / "b")
-        seen = []
+        seen: list[InotifyEvent] = []
         while len(seen) < 4:
             seen += await asyncio.wait_for(got.get(), 5)
-        assert [(e.name, e.mask) for e in seen] == [  # type: ignore[attr-defined]
+        assert [(e.name, e.mask) for e in seen] == [
             ("a", Flag.CREATE), ("a", Flag.CLOSE_WRITE), ("b", Flag.MOVED_TO),
             ("b", Flag.DELETE)]
     assert ino.closed

@@ -14,7 +14,8 @@ __all__ = ["Retry", "backoff_delay", "wait_event", "within"]
 T = TypeVar("T")
 
 
-async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:  # noqa: ASYNC109 - the
+    # helper that gives the others their time limits
     """Wait until ``event`` is set (True) or ``timeout`` seconds pass (False).
 
     Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation that arrives as the
@@ -29,7 +30,7 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return True
 
 
-async def within(timeout: float, awaitable: Awaitable[T]) -> T:
+async def within(timeout: float, awaitable: Awaitable[T]) -> T:  # noqa: ASYNC109 - as above
     """``await awaitable``, raising TimeoutError after ``timeout`` seconds (what
     ``asyncio.wait_for`` does, without 3.11's lost cancellations)."""
     async with asyncio.timeout(timeout):

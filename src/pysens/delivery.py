@@ -360,7 +360,8 @@ class DeliveryManager:
             try:
                 worker = SubscriptionWorker(sub, self.journal, self.store, self.policy,
                                             self.presence, self.tail)
-            except Exception as e:  # a stored criteria string this pysens cannot read
+            except (ValueError, TypeError, ImportError) as e:  # stored criteria, a class or a
+                # sink this pysens cannot read
                 await asyncio.to_thread(
                     self.store.record_failure, sub.id, f"cannot start: {e}", failing=True)
                 continue

@@ -483,7 +483,7 @@ _STORED_SETTERS = tuple(
     (n, _SETTER_OF[n]) for n in _SLOTS
     if n not in ("method", "classes", "time", "observed", "seq", *NETWORK_POWER_FIELDS))
 _LATER_SETTERS = tuple((n, _SETTER_OF[n]) for n in NETWORK_POWER_FIELDS)
-assert (
+assert (  # noqa: S101 - an invariant of this code, not a check of input
     "method", "user_name", "session_id", "id", "seq", "time", "observed", "host", "source",
     "classes", "domain", "session_name", "session_type", "tty", "seat", "remote", "client_name",
     "client_address", "logon_id", "reason", "synthesized", "raw", *NETWORK_POWER_FIELDS,

@@ -144,7 +144,7 @@ class Importer:
 
     def _import_together(self, reader: HistoryKind, paths: list[str]) -> None:
         read_many = reader.read_many
-        assert read_many is not None
+        assert read_many is not None  # noqa: S101 - an invariant of this code, not a check of input
         remaining = list(paths)
         while remaining:
             errors: list[str] = []

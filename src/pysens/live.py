@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 from .events import SensEvent
@@ -79,7 +79,7 @@ async def awatch(
 _END = object()
 
 
-def watch(source: str = "auto", **options: Any) -> Iterator[SensEvent]:
+def watch(source: str = "auto", **options: Any) -> Generator[SensEvent, None, None]:
     """:func:`awatch` as a plain iterator: the asyncio loop runs in a thread of its own, and
     stops when the iterator is closed (a ``break`` out of the ``for`` loop) or collected."""
     out: queue.Queue[Any] = queue.Queue()
@@ -95,7 +95,7 @@ def watch(source: str = "auto", **options: Any) -> Iterator[SensEvent]:
                 out.put(event)
         except asyncio.CancelledError:
             pass
-        except BaseException as e:  # handed to the consumer, raised there
+        except BaseException as e:  # noqa: BLE001 - handed over, raised in the consumer's thread
             out.put(e)
         finally:
             out.put(_END)

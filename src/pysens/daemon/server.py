@@ -113,7 +113,7 @@ class SocketServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        assert task is not None
+        assert task is not None  # noqa: S101 - an invariant of this code, not a check of input
         self._clients.add(task)
         try:
             ok, uid = self._allowed(writer.get_extra_info("socket"))

@@ -70,14 +70,14 @@ class Service:
 
     def hello(self) -> dict[str, Any]:
         """Who is serving."""
-        assert self.journal is not None
+        assert self.journal is not None  # noqa: S101 - an invariant of this code, not a check of input
         return {"pid": os.getpid(), "journal": str(self.journal.path.absolute()),
                 "sources": self.source_names, "forwarders": [f.url for f in self.forwarders],
                 "subscriptions": len(self.manager.workers) if self.manager else 0}
 
     async def publish(self, events: Sequence[SensEvent]) -> tuple[int, int]:
         """Journal ``events`` (one group commit), then tell everyone about the new ones."""
-        assert self.writer is not None
+        assert self.writer is not None  # noqa: S101 - an invariant of this code, not a check of input
         if not events:
             return 0, 0
         results = await self.writer.append_many(events)
@@ -125,16 +125,16 @@ class Service:
             f.notify()
 
     async def _pump(self, name: str, source: Source) -> None:
-        assert self.writer is not None
+        assert self.writer is not None  # noqa: S101 - an invariant of this code, not a check of input
         try:
             async for event in tracked_events(source, self.tracker):
                 result = await self.writer.append(event)
                 if result.inserted:
                     await self._announce([result.event])
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
+        except (SourceUnavailable, OSError, JournalError) as e:
             log.error("the %s source stopped: %s", name, e)
+        except Exception:  # a bug: its traceback goes to the log, the other sources go on
+            log.exception("the %s source stopped", name)
 
     def _presence(self, owner: str) -> set[tuple[str, str]]:
         owner = fold_name(owner)
@@ -168,7 +168,7 @@ class Service:
     def _make_forwarders(self) -> None:
         if not self.config.forward:
             return
-        assert self.journal is not None
+        assert self.journal is not None  # noqa: S101 - an invariant of this code, not a check of input
         try:
             from ..fleet.forwarder import Forwarder
         except ImportError as e:
@@ -218,7 +218,7 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        assert self.manager is not None
+        assert self.manager is not None  # noqa: S101 - an invariant of this code, not a check of input
         loop.add_signal_handler(signal.SIGHUP, self.manager.reload)
         tasks = [asyncio.create_task(self.manager.run(), name="subscriptions")]
         for name, source in zip(self.source_names, self.sources, strict=True):
@@ -269,7 +269,8 @@ def _check_forward_options(forwarder: Any, f: ForwardConfig) -> None:
     params = inspect.signature(forwarder).parameters
     try:
         hints = typing.get_type_hints(forwarder.__init__)
-    except Exception:  # an annotation this Python cannot resolve: the names are still checked
+    except (NameError, TypeError, AttributeError):  # an annotation this Python cannot resolve:
+        # the names are still checked
         hints = {}
     known = [k for k in params if k not in ("self", "journal", "url")]
     for key, value in f.options.items():

@@ -30,7 +30,7 @@ from typing import Any
 from .._deprecated import renamed as _renamed
 from ..aio import Retry, wait_event
 from ..events import EventError, parse_method
-from .connection import connect, describe_failure
+from .connection import connect, describe_failure, nats_errors
 from .natsproto import Msg
 from .store import Rejected, Store, StoredEvent, StoreError, open_store
 from .stream import DEFAULT_PREFIX, DEFAULT_STREAM, StreamSettings, ensure_stream
@@ -205,7 +205,7 @@ class Collector:
             try:
                 idle_since = await self._session(idle_since)
                 return self.stats
-            except Exception as e:
+            except nats_errors(StoreError) as e:  # the network, the server or the store
                 self.stats.failures += 1
                 msg = str(e) if isinstance(e, StoreError) else describe_failure(e, self.url)
                 delay = retry.failed(f"{msg}; the collector keeps retrying")

@@ -7,9 +7,17 @@ from typing import Any
 
 from .urls import redact_url
 
-__all__ = ["connect", "describe_failure"]
+__all__ = ["connect", "describe_failure", "nats_errors"]
 
 log = logging.getLogger("pysens.fleet")
+
+
+def nats_errors(*more: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """What talking to NATS can fail with: the network (OSError, timeouts, EOF), nats-py's own
+    errors (JetStream API errors among them), and ``more``."""
+    import nats.errors
+
+    return (OSError, EOFError, TimeoutError, ConnectionError, nats.errors.Error, *more)
 
 
 async def connect(url: str, **options: Any) -> Any:

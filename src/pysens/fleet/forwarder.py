@@ -42,8 +42,8 @@ from typing import Any
 from .._deprecated import renamed as _renamed
 from ..aio import Retry, wait_event
 from ..events import EventError, SensEvent
-from ..journal import Journal
-from .connection import connect, describe_failure
+from ..journal import Journal, JournalError
+from .connection import connect, describe_failure, nats_errors
 from .stream import DEFAULT_PREFIX, DEFAULT_STREAM, StreamSettings, ensure_stream, host_token
 from .urls import redact_url, strip_credentials
 
@@ -168,7 +168,7 @@ class Forwarder:
                     self.stats.failures += 1
                     delay = retry.failed(f"forwarding to {redact_url(self.url)} paused: {e}; "
                                          "retrying", loud=True)
-                except Exception as e:
+                except nats_errors(JournalError) as e:  # the network, the server, the journal
                     self.stats.failures += 1
                     delay = retry.failed(f"{describe_failure(e, self.url)}; events wait in the "
                                          "journal and the forwarder keeps retrying")

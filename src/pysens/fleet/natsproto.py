@@ -77,7 +77,10 @@ class NatsConnection:
         self.max_payload = 1 << 20
 
     @classmethod
-    async def open(cls, url: str, *, timeout: float = 2.0, name: str = "pysens") -> NatsConnection:
+    async def open(
+        cls, url: str, *, timeout: float = 2.0,  # noqa: ASYNC109 - a handshake must end
+        name: str = "pysens",
+    ) -> NatsConnection:
         """Connect to ``nats://[user:pass@|token@]host:port`` (``tls://`` or a server that
         requires TLS: upgraded, verified against the system's CA store) and complete the
         handshake.
@@ -159,7 +162,7 @@ class NatsConnection:
         """Wait until the socket's write buffer is below its high-water mark."""
         await self._writer.drain()
 
-    async def flush(self, timeout: float = 5.0) -> None:
+    async def flush(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - a PONG may not come
         """PING and wait for the PONG: everything written before has been processed."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pongs.append(fut)

@@ -29,10 +29,10 @@ def window_queries(ph: str, methods: int, until: bool, hosts: int = 0) -> tuple[
     the methods, [the hosts]) and the latest times before it (since, the methods, [hosts])."""
     m = ", ".join([ph] * methods)
     h = f" AND host IN ({', '.join([ph] * hosts)})" if hosts else ""
-    inside = (f"SELECT DISTINCT host, session_id FROM events WHERE time_us >= {ph}"
+    inside = (f"SELECT DISTINCT host, session_id FROM events WHERE time_us >= {ph}"  # noqa: S608 - placeholders only; the SQL text is this module's own
               f"{f' AND time_us < {ph}' if until else ''} AND session_id IS NOT NULL"
               f" AND method IN ({m}){h}")
-    before = (f"SELECT host, session_id, max(time_us),"
+    before = (f"SELECT host, session_id, max(time_us),"  # noqa: S608 - placeholders only; the SQL text is this module's own
               f" max(CASE WHEN method != 'Logoff' THEN time_us END),"
               f" max(CASE WHEN method = 'Logoff' THEN time_us END) FROM events"
               f" WHERE time_us < {ph} AND session_id IS NOT NULL AND method IN ({m}){h}"
@@ -97,7 +97,7 @@ def window_keys(
                           [(h, s, a, b, c) for h, s, a, b, c in before])
     m = ", ".join([ph] * len(names))
     h = f" AND host IN ({', '.join([ph] * len(hosts))})" if hosts else ""
-    rows = select(f"SELECT {key}, host, session_id, time_us FROM events WHERE method IN ({m})"
+    rows = select(f"SELECT {key}, host, session_id, time_us FROM events WHERE method IN ({m})"  # noqa: S608 - placeholders only; the SQL text is this module's own
                   f"{h} ORDER BY {order}", (*names, *hosts))
     return [r[0] for r in rows if window_needs(bound, r[1], r[2], int(r[3]))]
 

@@ -117,7 +117,7 @@ async def _talk(proc: asyncio.subprocess.Process, data: bytes) -> bytes:
 
     Not ``communicate()``: that keeps all the output in memory, and a hook printing gigabytes
     would take the daemon's memory with it. Only the tail is needed to say why it failed."""
-    assert proc.stdin is not None and proc.stderr is not None
+    assert proc.stdin is not None and proc.stderr is not None  # noqa: S101 - an invariant of this code, not a check of input
     stdin, stderr = proc.stdin, proc.stderr
 
     async def feed() -> None:

@@ -12,6 +12,7 @@ to tell whether it can run here) and/or a :class:`HistoryKind` (how to read its 
 
 from __future__ import annotations
 
+import asyncio
 import pkgutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -193,7 +194,7 @@ async def probe(name: str, **options: Any) -> str | None:
         return f"its module cannot be imported ({e})"
     try:
         return await kind.probe(**options)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a probe's own bug must not hide the other answers
         return f"its probe failed: {e}"
 
 
@@ -220,6 +221,10 @@ async def detect(**options: Any) -> tuple[str, str]:
     raise SourceUnavailable("no live source is available here (" + "; ".join(reasons) + ")")
 
 
+def _is_file(name: str) -> bool:
+    return Path(name).is_file()
+
+
 async def choose_source(name: str, **options: Any) -> tuple[Source, str, str | None]:
     """The one place a source is chosen by name: ``(source, its name, why)``.
 
@@ -231,7 +236,7 @@ async def choose_source(name: str, **options: Any) -> tuple[Source, str, str | N
     if name == "auto":
         name, why = await detect()
     elif name == "replay" or ((name not in REGISTRY or REGISTRY[name].live is None)
-                              and name != "-" and not Path(name).is_file()):
+                              and name != "-" and not await asyncio.to_thread(_is_file, name)):
         names = ", ".join(n for n in live_names() if n != "replay")
         raise UnknownSource(name, f"give auto, {names} or the path of a JSON-lines file "
                                   "(there is no such file)")

@@ -62,7 +62,7 @@ _libc: ctypes.CDLL | None = None
 
 
 def _lib() -> ctypes.CDLL:
-    global _libc
+    global _libc  # noqa: PLW0603 - one libc handle, loaded on first use
     if _libc is None:
         lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         for fn in ("inotify_init1", "inotify_add_watch", "inotify_rm_watch"):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -43,6 +42,16 @@ from ..observations import (
     SessionVanished,
 )
 from . import LiveKind, SourceUnavailable
+from .dbus import (
+    DBUS,
+    PROPERTIES,
+    CallFailed,
+    bus_address_for,
+    bus_call,
+    bus_errors,
+    connect_bus,
+    has_name,
+)
 from .logind_inotify import DirectoryWatch
 from .logind_map import changes_from_properties, diff_info, info_from_properties, plain
 
@@ -55,10 +64,7 @@ LOGIN1 = "org.freedesktop.login1"
 MANAGER_PATH = "/org/freedesktop/login1"
 MANAGER = "org.freedesktop.login1.Manager"
 SESSION = "org.freedesktop.login1.Session"
-PROPERTIES = "org.freedesktop.DBus.Properties"
-DBUS = "org.freedesktop.DBus"
 SESSIONS_DIR = "/run/systemd/sessions"
-DEFAULT_ADDRESS = "unix:path=/run/dbus/system_bus_socket"
 
 _RULES = (
     f"type='signal',sender='{LOGIN1}',path='{MANAGER_PATH}',interface='{MANAGER}'",
@@ -71,10 +77,6 @@ _RULES = (
 log = logging.getLogger("pysens.sources.logind")
 
 
-class _CallFailed(Exception):
-    """A D-Bus call got an error or no answer (the object is gone, the bus dropped)."""
-
-
 @dataclass(slots=True)
 class _Known:
     path: str
@@ -85,41 +87,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def bus_address_for(bus_address: str | None = None) -> str:
-    """The system bus address used: the argument, ``$DBUS_SYSTEM_BUS_ADDRESS``, or the default."""
-    return bus_address or os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or DEFAULT_ADDRESS
-
-
-async def _connect_bus(address: str, timeout: float) -> Any:
-    from dbus_fast.aio import MessageBus
-
-    bus = MessageBus(bus_address=address)
-    await asyncio.wait_for(bus.connect(), timeout)
-    return bus
-
-
-async def _bus_call(
-    bus: Any, destination: str, path: str, interface: str, member: str,
-    signature: str = "", body: Iterable[Any] = (), timeout: float = 10.0,
-) -> list[Any]:
-    from dbus_fast import Message, MessageType
-
-    msg = Message(destination=destination, path=path, interface=interface, member=member,
-                  signature=signature, body=list(body))
-    try:
-        reply = await asyncio.wait_for(bus.call(msg), timeout)
-    except TimeoutError:
-        raise _CallFailed(f"{member} got no answer within {timeout:g} s") from None
-    except Exception as e:  # the bus dropped mid-call: dbus-fast raises several kinds
-        raise _CallFailed(f"{member} failed: {e or type(e).__name__}") from None
-    if reply is None:
-        raise _CallFailed(f"{member} failed: the bus connection is gone")
-    if reply.message_type == MessageType.ERROR:
-        text = reply.body[0] if reply.body else ""
-        raise _CallFailed(f"{member} failed: {reply.error_name}: {text}")
-    return list(reply.body)
-
-
 async def probe(bus_address: str | None = None, **_options: Any) -> str | None:
     """None when logind answers on the system bus here, else the reason it cannot be used."""
     try:
@@ -128,20 +95,14 @@ async def probe(bus_address: str | None = None, **_options: Any) -> str | None:
         return "dbus-fast is not installed (pip install 'pysens[linux]')"
     address = bus_address_for(bus_address)
     try:
-        bus = await _connect_bus(address, 2.0)
-    except Exception as e:  # any failure to connect means "not here", with its reason
+        bus = await connect_bus(address, 2.0)
+    except bus_errors(TimeoutError) as e:  # any failure to connect means "not here"
         return f"the system bus at {address} is not reachable ({e or type(e).__name__})"
     try:
-        (has_owner,) = await _bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS, "NameHasOwner",
-                                       "s", [LOGIN1], timeout=2.0)
-        if has_owner:
-            return None
-        (names,) = await _bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS,
-                                   "ListActivatableNames", timeout=2.0)
-        if LOGIN1 in names:
+        if await has_name(bus, LOGIN1):
             return None
         return f"{LOGIN1} is not on the system bus (no systemd-logind or elogind running)"
-    except _CallFailed as e:
+    except CallFailed as e:
         return f"the system bus at {address} did not answer ({e})"
     finally:
         bus.disconnect()
@@ -245,10 +206,10 @@ class LogindSource:
                 "the logind source needs dbus-fast (pip install 'pysens[linux]')") from None
         try:
             has_owner = await self._connect()
-        except _CallFailed as e:
+        except CallFailed as e:
             raise SourceUnavailable(f"the system bus at {self.address} did not answer ({e})"
                                     ) from None
-        except Exception as e:  # socket missing, refused, auth failed: all mean "not here"
+        except bus_errors(TimeoutError) as e:  # missing, refused, auth: "not here"
             raise SourceUnavailable(
                 f"cannot connect to the system bus at {self.address} ({e or type(e).__name__})"
             ) from None
@@ -260,7 +221,7 @@ class LogindSource:
     async def _connect(self) -> bool:
         """Connect, subscribe, and say whether logind is on the bus now."""
         queue = self._queue_()
-        bus = await _connect_bus(self.address, self.call_timeout)
+        bus = await connect_bus(self.address, self.call_timeout)
 
         def on_message(msg: Any) -> None:
             if msg.message_type.name == "SIGNAL":
@@ -269,15 +230,10 @@ class LogindSource:
         bus.add_message_handler(on_message)
         try:
             for rule in _RULES:
-                await _bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s",
+                await bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s",
                                 [rule], self.call_timeout)
-            (has_owner,) = await _bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS,
-                                           "NameHasOwner", "s", [LOGIN1], self.call_timeout)
-            if not has_owner:
-                # Ask the bus to start logind when it is activatable (real systems are).
-                (names,) = await _bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS,
-                                           "ListActivatableNames", timeout=self.call_timeout)
-                has_owner = LOGIN1 in names
+            # Activatable counts too: the bus starts logind when asked (real systems do).
+            has_owner = await has_name(bus, LOGIN1)
         except BaseException:
             bus.disconnect()
             raise
@@ -302,7 +258,7 @@ class LogindSource:
         while not self._closing:
             try:
                 has_owner = await self._connect()
-            except Exception as e:  # any failure: try again later
+            except bus_errors(CallFailed, TimeoutError) as e:  # try again later
                 log.debug("reconnecting to %s failed: %s", self.address, e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
@@ -315,14 +271,14 @@ class LogindSource:
         self, path: str, interface: str, member: str, signature: str = "", body: Iterable[Any] = ()
     ) -> list[Any]:
         if self._bus is None or not self._bus.connected:
-            raise _CallFailed(f"{member}: not connected to the system bus")
-        return await _bus_call(self._bus, LOGIN1, path, interface, member, signature, body,
+            raise CallFailed(f"{member}: not connected to the system bus")
+        return await bus_call(self._bus, LOGIN1, path, interface, member, signature, body,
                                self.call_timeout)
 
     async def _get_all(self, path: str) -> dict[str, Any] | None:
         try:
             (props,) = await self._call(path, PROPERTIES, "GetAll", "s", [SESSION])
-        except _CallFailed as e:
+        except CallFailed as e:
             log.debug("reading %s: %s", path, e)
             return None
         result = plain(props)
@@ -343,7 +299,7 @@ class LogindSource:
     async def _read_sessions(self) -> dict[str, _Known] | None:
         try:
             (rows,) = await self._call(MANAGER_PATH, MANAGER, "ListSessions")
-        except _CallFailed as e:
+        except CallFailed as e:
             log.warning("cannot list logind sessions: %s", e)
             return None
         current: dict[str, _Known] = {}
@@ -479,7 +435,7 @@ class LogindSource:
     async def _get_state(self, path: str) -> str | None:
         try:
             (value,) = await self._call(path, PROPERTIES, "Get", "ss", [SESSION, "State"])
-        except _CallFailed:
+        except CallFailed:
             return None
         state = plain(value)
         return state if isinstance(state, str) else None

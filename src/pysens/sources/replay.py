@@ -69,7 +69,8 @@ class Replay:
             name = "<stdin>"
         else:
             try:
-                stream = Path(self.path).open(encoding="utf-8", errors="replace")  # noqa: SIM115
+                stream = await asyncio.to_thread(
+                    Path(self.path).open, encoding="utf-8", errors="replace")
             except OSError as e:
                 raise EventError(f"cannot read {self.path}: {e.strerror}") from None
             name = self.path

@@ -183,7 +183,7 @@ class UtmpSource:
             elif isinstance(item, SourceUnavailable):
                 raise item
             else:
-                assert isinstance(item, list)
+                assert isinstance(item, list)  # noqa: S101 - an invariant of this code, not a check of input
                 out = item
             for obs in out:
                 yield obs
@@ -307,7 +307,8 @@ def open_utmp(path: str = DEFAULT_PATH, **options: Any) -> UtmpSource:
 async def can_wait(path: str = DEFAULT_PATH, **_options: Any) -> str | None:
     """When no live source is available: what watching for ``path`` to appear would be (its
     directory exists), else None. A login program that writes utmp creates the file."""
-    if sys.platform.startswith("linux") and os.path.isdir(os.path.dirname(path) or "."):
+    if sys.platform.startswith("linux") and await asyncio.to_thread(
+            os.path.isdir, os.path.dirname(path) or "."):
         return f"{path} does not exist yet: waiting for a login to create it"
     return None
 
@@ -316,7 +317,7 @@ async def probe(path: str = DEFAULT_PATH, **_options: Any) -> str | None:
     """None when there is a utmp file to watch here, else why not."""
     if not sys.platform.startswith("linux"):
         return "the utmp source reads the Linux utmp format only"
-    if not os.path.isfile(path):
+    if not await asyncio.to_thread(os.path.isfile, path):
         return f"{path} does not exist (this host keeps no utmp; logind replaces it)"
     return None
 

@@ -37,7 +37,7 @@ RECORD_SIZE = 384
 _FORMAT = "h2xi32s4s32s256shhiii4i20s"
 _LE = struct.Struct("<" + _FORMAT)
 _BE = struct.Struct(">" + _FORMAT)
-assert _LE.size == RECORD_SIZE
+assert _LE.size == RECORD_SIZE  # noqa: S101 - an invariant of this code, not a check of input
 # The 64-bit-time variant: ut_session and both ut_tv words are 8 bytes, 4 bytes of tail padding.
 _FORMAT64 = "h2xi32s4s32s256shhqqq4i20s4x"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -64,7 +64,7 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout(400, False, struct.Struct("<" + _FORMAT64)),
     Layout(400, True, struct.Struct(">" + _FORMAT64)),
 )
-assert LAYOUTS[2].codec.size == 400
+assert LAYOUTS[2].codec.size == 400  # noqa: S101 - an invariant of this code, not a check of input
 # Times a real record can carry: 0 (unset) or from 1980 up to a generous future.
 _MIN_TIME, _MAX_TIME = 315_532_800, 1 << 34
 _RESERVED_ZERO = bytes(20)
@@ -121,9 +121,9 @@ class UtmpRecord:
 
 
 _TYPE_NAMES = tuple(t.name for t in UtType)
-assert all(t.value == n for n, t in enumerate(UtType))
+assert all(t.value == n for n, t in enumerate(UtType))  # noqa: S101 - an invariant of this code, not a check of input
 _RECORD_SETTERS = tuple(getattr(UtmpRecord, f).__set__ for f in UtmpRecord.__slots__)
-assert UtmpRecord.__slots__ == (
+assert UtmpRecord.__slots__ == (  # noqa: S101 - an invariant of this code, not a check of input
     "type", "pid", "line", "id", "user", "host", "exit_termination", "exit_status", "session",
     "time", "address", "offset",
 ), "_decode_all sets the fields in this order"
@@ -157,8 +157,8 @@ def detect_byte_order(data: bytes) -> bool:
 
 def _plausible(fields: tuple[object, ...]) -> bool:
     typ, pid, sec, usec = fields[0], fields[1], fields[9], fields[10]
-    assert isinstance(typ, int) and isinstance(pid, int)
-    assert isinstance(sec, int) and isinstance(usec, int)
+    assert isinstance(typ, int) and isinstance(pid, int)  # noqa: S101 - an invariant of this code, not a check of input
+    assert isinstance(sec, int) and isinstance(usec, int)  # noqa: S101 - an invariant of this code, not a check of input
     if not (0 <= typ <= 9 and pid >= 0 and 0 <= usec < 1_000_000):
         return False
     if sec == 0:

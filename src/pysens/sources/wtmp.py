@@ -53,7 +53,7 @@ _CHUNK_RECORDS = 8192
 # Plain ints: comparing IntEnum members costs a method call per record.
 _RUN_LVL, _BOOT_TIME, _NEW_TIME, _OLD_TIME = 1, 2, 3, 4
 _USER_PROCESS, _DEAD_PROCESS = 7, 8
-assert (_RUN_LVL, _BOOT_TIME, _USER_PROCESS, _DEAD_PROCESS) == (
+assert (_RUN_LVL, _BOOT_TIME, _USER_PROCESS, _DEAD_PROCESS) == (  # noqa: S101 - an invariant of this code, not a check of input
     UtType.RUN_LVL, UtType.BOOT_TIME, UtType.USER_PROCESS, UtType.DEAD_PROCESS)
 
 

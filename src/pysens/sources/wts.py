@@ -160,7 +160,8 @@ class WtsSource:
     def _read(self, session_id: int) -> SessionState:
         try:
             return self.api.query(session_id)
-        except Exception as e:  # a broken query must not lose the code itself
+        except (OSError, RuntimeError, ValueError) as e:  # a broken query (the RPC went away)
+            # must not lose the code itself
             log.debug("WTS session %d: reading its state failed: %s", session_id, e)
             return SessionState(session_id, failures=(QueryFailure("query", -1),))
 
@@ -204,7 +205,7 @@ class WtsSource:
             item = await self._queue.get()
             if item is _CLOSE:
                 return
-            assert isinstance(item, tuple)
+            assert isinstance(item, tuple)  # noqa: S101 - an invariant of this code, not a check of input
             time, code, session_id, state = item
             for obs in self._translator.translate(time, code, session_id, state):
                 yield obs
@@ -383,7 +384,7 @@ class Win32WtsApi:
             if not hwnd:
                 raise OSError(ctypes.get_last_error(), "CreateWindowExW failed")  # type: ignore[attr-defined,unused-ignore]
             registered = self._register(hwnd)
-        except BaseException as e:
+        except BaseException as e:  # noqa: BLE001 - handed to the caller, who raises it
             failure.append(e)
             ready.set()
             self._cleanup(hwnd, registered, class_name, hinstance)

@@ -226,7 +226,7 @@ class Tracker:
                 self._close(key)
                 return []
             info = obs.info
-            self._open[key] = OpenSession(
+            self._open[key] = OpenSession(  # noqa: S604 - 'shell' here is PostShell seen, no subprocess
                 host=key[0], source=obs.source, info=info, since=info.since or obs.time,
                 logged_on=False, shell=True, connected=not _found_detached(info),
                 locked=bool(info.locked),
