@@ -67,7 +67,7 @@ NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE, NLMSG_OVERRUN = 1, 2, 3, 4
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP = 0x1, 0x2, 0x300
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x10, 0x300
 # Multicast groups as bind() bit masks: RTMGRP_LINK, _IPV4_IFADDR, _IPV4_ROUTE, _IPV6_IFADDR,
 # _IPV6_ROUTE.
 GROUPS = 0x1 | 0x10 | 0x40 | 0x100 | 0x400
@@ -186,9 +186,13 @@ class RouteMessage:
 
 @dataclass(frozen=True, slots=True)
 class DoneMessage:
-    """NLMSG_DONE: the end of a dump."""
+    """NLMSG_DONE: the end of a dump. ``error``: a positive errno when the dump failed (ENOBUFS:
+    the socket's buffer was full); ``interrupted``: the state changed while it was read
+    (NLM_F_DUMP_INTR), so it may be inconsistent."""
 
     seq: int = 0
+    error: int = 0
+    interrupted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +363,7 @@ def _parse_one(data: bytes, offset: int) -> tuple[Message | None, int, NetlinkEr
     if left < _HDR.size:
         return None, len(data), NetlinkError(
             f"netlink header at offset {offset}: {left} bytes, needs {_HDR.size}")
-    length, msg_type, _flags, seq, _pid = _HDR.unpack_from(data, offset)
+    length, msg_type, flags, seq, _pid = _HDR.unpack_from(data, offset)
     what = _name(msg_type)
     if length < _HDR.size or length > left:
         return None, len(data), NetlinkError(
@@ -376,7 +380,10 @@ def _parse_one(data: bytes, offset: int) -> tuple[Message | None, int, NetlinkEr
     except NetlinkError as e:
         return None, next_offset, e
     if msg_type == NLMSG_DONE:
-        return DoneMessage(seq), next_offset, None
+        # The payload is an int error code (absent from some old kernels' DONE).
+        code = struct.unpack_from("=i", data, start)[0] if end - start >= 4 else 0
+        return DoneMessage(seq, -code if code < 0 else 0,
+                           bool(flags & NLM_F_DUMP_INTR)), next_offset, None
     if msg_type in (NLMSG_ERROR, NLMSG_OVERRUN):
         if end - start < 4:
             return None, next_offset, NetlinkError(
@@ -660,6 +667,10 @@ class NetTable:
             self._reported[index] = new
             out.append(self._state(new, time, usable=new.usable, existing=existing))
         return out
+
+    def snapshot(self, time: datetime) -> list[ConnectionState]:
+        """Every link as it is now, ``existing=True`` (what was reported stays as it was)."""
+        return [self._state(v, time, usable=v.usable, existing=True) for v in self.views()]
 
     def _state(self, view: LinkView, time: datetime, *, usable: bool,
                existing: bool) -> ConnectionState:
