@@ -205,8 +205,9 @@ class NetProbe:
             try:
                 item = self.lines.get(timeout=timeout)
             except queue.Empty:
-                raise AssertionError(f"nothing came within {timeout:g} s; stderr: "
-                                     f"{self.stderr[-5:]}") from None
+                raise AssertionError(f"nothing came within {timeout:g} s; observations: "
+                                     f"{self.observations[-4:]}; stderr: {self.stderr[-5:]}"
+                                     ) from None
             if item is None:
                 raise AssertionError(f"the probe exited: {self.stderr[-10:]}")
             if "obs" in item:
@@ -217,6 +218,10 @@ class NetProbe:
     def events(self, n: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The next ``n`` SENS events (JSON objects)."""
         return [self._next(lambda m: "event" in m, timeout)["event"] for _ in range(n)]
+
+    def observe(self, wanted: Any, timeout: float = 10.0) -> dict[str, Any]:
+        """The next observation for which ``wanted(obs)`` is true (events pass by)."""
+        return self._next(lambda m: "obs" in m and wanted(m["obs"]), timeout)["obs"]
 
     def close(self) -> None:
         """Stop the child."""

@@ -44,7 +44,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -178,7 +178,9 @@ async def _ping(family: int, sockaddr: tuple[Any, ...], timeout: float,
     sockaddr = (sockaddr[0], 0, *sockaddr[2:])
     try:
         async with asyncio.timeout(timeout):
-            await loop.sock_connect(sock, sockaddr)
+            # Connecting a datagram socket only picks the route: it does not block. (Not
+            # loop.sock_connect: it resolves the address again, and raw sockets have no port.)
+            sock.connect(sockaddr)
             local = str(sock.getsockname()[0])
             await loop.sock_sendall(sock, packet)
             while True:
@@ -271,9 +273,11 @@ class Prober:
         wake, first, delay = self._wake[d], True, self.backoff[0]
         while True:
             wake.clear()
-            state = await self.check(d, existing=first)
+            state = await self.check(d)
+            # What the first probe saw existed at start only if the network did not change
+            # while it ran (a link coming up mid-probe makes its success news).
+            self._report(d, replace(state, existing=first and not wake.is_set()))
             first = False
-            self._report(d, state)
             if wake.is_set():
                 delay = self.backoff[0]
                 continue  # the network changed while probing: that result may be stale
