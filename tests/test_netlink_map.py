@@ -305,7 +305,7 @@ def test_labels_name_the_connection_and_correct_its_type() -> None:
     t.set_labels({"veth0": Label("Office VPN", CONNECTION_WAN, "vpn")})
     (s,) = t.changes(T)
     assert (s.connection, s.connection_type, s.raw["networkmanager"]) == (
-        "Office VPN", CONNECTION_WAN, {"id": "Office VPN", "type": "vpn"})
+        "Office VPN", CONNECTION_WAN, {"id": "Office VPN", "type": "vpn", "primary": False})
     assert s.qoc is not None and s.qoc["flags"] == NETWORK_ALIVE_WAN
     t.set_internet(True)
     (s,) = t.changes(T)

@@ -423,6 +423,8 @@ class Label:
     connection: str
     connection_type: int | None = None
     nm_type: str | None = None
+    #: The Manager's PrimaryConnection (the one the default route goes through).
+    primary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,7 +640,8 @@ class NetTable:
             "default_route": default,
         }
         if label is not None:
-            raw["networkmanager"] = {"id": label.connection, "type": label.nm_type}
+            raw["networkmanager"] = {"id": label.connection, "type": label.nm_type,
+                                     "primary": label.primary}
         if self.internet is not None:
             raw["internet"] = self.internet
         self._views[index] = LinkView(index, link.name,

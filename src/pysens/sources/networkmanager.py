@@ -193,7 +193,8 @@ class NetworkManagerWatch:
             for dev in props.get("Devices") or []:
                 if str(dev) not in devices:
                     devices[str(dev)] = await self._get_all(str(dev), NM_DEVICE)
-        labels = labels_from(active, devices)
+        primary = manager.get("PrimaryConnection")  # absent from older NetworkManagers
+        labels = labels_from(active, devices, primary if isinstance(primary, str) else None)
         internet = internet_of(manager.get("Connectivity"))
         if not notify:
             self.labels, self.internet = labels, internet

@@ -58,12 +58,13 @@ def _interface(device: Mapping[str, Any]) -> str | None:
 
 
 def labels_from(active: Mapping[str, Mapping[str, Any]],
-                devices: Mapping[str, Mapping[str, Any]]) -> dict[str, Label]:
+                devices: Mapping[str, Mapping[str, Any]],
+                primary: str | None = None) -> dict[str, Label]:
     """Labels by interface name from active connections (by object path) and devices (by
-    object path). A VPN that names its carrier's device does not take that device's name:
-    the device's own connection does."""
+    object path); ``primary`` is the Manager's PrimaryConnection path. A VPN that names its
+    carrier's device does not take that device's name: the device's own connection does."""
     labels: dict[str, tuple[bool, Label]] = {}
-    for _path, props in sorted(active.items()):
+    for path, props in sorted(active.items()):
         if props.get("State") == _DEACTIVATED:
             continue
         name, nm_type = props.get("Id"), props.get("Type")
@@ -71,7 +72,7 @@ def labels_from(active: Mapping[str, Mapping[str, Any]],
             continue
         nm_type = nm_type if isinstance(nm_type, str) else None
         vpn = bool(props.get("Vpn")) or nm_type == "vpn"
-        label = Label(name, connection_type_of(nm_type), nm_type)
+        label = Label(name, connection_type_of(nm_type), nm_type, path == primary)
         paths = props.get("Devices")
         for dev_path in paths if isinstance(paths, list | tuple) else []:
             iface = _interface(devices.get(str(dev_path), {}))
