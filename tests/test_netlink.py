@@ -19,6 +19,8 @@ import pytest
 from netns_fixtures import Namespaces, Netns, NetProbe, namespaces, stop
 from pysens.cli.common import escape
 from pysens.events import CONNECTION_LAN, CONNECTION_WAN, SensEvent
+from pysens.sources.netlink import NetlinkSource, _why_not
+from pysens.sources.network import NetworkSource
 
 __all__ = ["namespaces"]  # the fixture, re-exported so pytest finds it
 pytestmark = pytest.mark.root
@@ -217,3 +219,17 @@ def test_an_overrun_socket_resyncs_and_reports_the_difference(namespaces: Namesp
     overruns = [line for line in probe.stderr if "overran" in line]
     assert overruns, probe.stderr
     assert all("re-reading" in line or "dumping again" in line for line in overruns)
+
+
+async def test_probe_and_snapshot_here() -> None:
+    assert await NetlinkSource.probe() is None and await NetworkSource.probe() is None
+    why = _why_not(PermissionError(1, "Operation not permitted"))
+    assert why.startswith("opening a netlink route socket is not permitted here")
+    assert "RestrictAddressFamilies=" in why and "\n" not in why
+    source = NetworkSource(networkmanager=False)
+    try:
+        states = await source.snapshot()
+    finally:
+        await source.aclose()
+    assert states and all(s.existing and s.key.startswith("ifindex:") for s in states)
+    assert "lo" not in {s.connection for s in states}  # never a connection

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pysens.events import CONNECTION_LAN, CONNECTION_WAN, NETWORK_ALIVE_LAN, NETWORK_ALIVE_WAN
 from pysens.sources import netlink_map as nm
+from pysens.sources import netlink_wire as nw
 from pysens.sources.netlink_map import (
     AddressMessage,
     DoneMessage,
@@ -27,7 +28,7 @@ from pysens.sources.netlink_map import (
 )
 
 T = datetime(2026, 12, 1, tzinfo=UTC)
-UP_FLAGS = nm.IFF_UP | nm.IFF_LOWER_UP | 0x40  # IFF_RUNNING
+UP_FLAGS = nw.IFF_UP | nw.IFF_LOWER_UP | 0x40  # IFF_RUNNING
 
 
 def rta(kind: int, data: bytes) -> bytes:
@@ -47,12 +48,12 @@ def link_msg(index: int, name: bytes | str, *, flags: int = UP_FLAGS, operstate:
     if isinstance(name, str):
         name = name.encode()
     body = struct.pack("=BxHiII", family, arphrd, index, flags, 0xFFFFFFFF)
-    body += rta(nm.IFLA_IFNAME, name + b"\0") + rta(nm.IFLA_OPERSTATE, bytes([operstate]))
+    body += rta(nw.IFLA_IFNAME, name + b"\0") + rta(nw.IFLA_OPERSTATE, bytes([operstate]))
     if carrier is not None:
-        body += rta(nm.IFLA_CARRIER, bytes([carrier]))
+        body += rta(nw.IFLA_CARRIER, bytes([carrier]))
     if kind is not None:
-        body += rta(nm.IFLA_LINKINFO | 0x8000, rta(nm.IFLA_INFO_KIND, kind.encode()))
-    return nlmsg(nm.RTM_NEWLINK if new else nm.RTM_DELLINK, body)
+        body += rta(nw.IFLA_LINKINFO | 0x8000, rta(nw.IFLA_INFO_KIND, kind.encode()))
+    return nlmsg(nw.RTM_NEWLINK if new else nw.RTM_DELLINK, body)
 
 
 def addr_msg(index: int, address: str, prefixlen: int = 24, *, flags: int = 0,
@@ -61,20 +62,20 @@ def addr_msg(index: int, address: str, prefixlen: int = 24, *, flags: int = 0,
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     body = struct.pack("=BBBBI", family, prefixlen, flags & 0xFF, scope, index)
     if peer is not None:
-        body += rta(nm.IFA_ADDRESS, socket.inet_pton(family, peer)) + rta(nm.IFA_LOCAL, ip)
+        body += rta(nw.IFA_ADDRESS, socket.inet_pton(family, peer)) + rta(nw.IFA_LOCAL, ip)
     else:
-        body += rta(nm.IFA_ADDRESS, ip)
-    body += rta(nm.IFA_FLAGS, struct.pack("=I", flags))
-    return nlmsg(nm.RTM_NEWADDR if new else nm.RTM_DELADDR, body)
+        body += rta(nw.IFA_ADDRESS, ip)
+    body += rta(nw.IFA_FLAGS, struct.pack("=I", flags))
+    return nlmsg(nw.RTM_NEWADDR if new else nw.RTM_DELADDR, body)
 
 
 def route_msg(oif: int, *, dst_len: int = 0, table: int = 254, new: bool = True,
               gateway: str | None = None) -> bytes:
     body = struct.pack("=BBBBBBBBI", socket.AF_INET, dst_len, 0, 0, table, 3, 0, 1, 0)
-    body += rta(nm.RTA_TABLE, struct.pack("=I", table)) + rta(nm.RTA_OIF, struct.pack("=I", oif))
+    body += rta(nw.RTA_TABLE, struct.pack("=I", table)) + rta(nw.RTA_OIF, struct.pack("=I", oif))
     if gateway:
-        body += rta(nm.RTA_GATEWAY, socket.inet_aton(gateway))
-    return nlmsg(nm.RTM_NEWROUTE if new else nm.RTM_DELROUTE, body)
+        body += rta(nw.RTA_GATEWAY, socket.inet_aton(gateway))
+    return nlmsg(nw.RTM_NEWROUTE if new else nw.RTM_DELROUTE, body)
 
 
 def table_of(*datagrams: bytes, speed: int | None = 10_000_000_000,
@@ -102,8 +103,8 @@ def test_a_link_message_parses_with_its_attributes() -> None:
 
 def test_addresses_routes_done_and_errors_parse() -> None:
     data = (addr_msg(3, "10.0.0.1", peer="10.0.0.2") + route_msg(3, gateway="10.0.0.254")
-            + nlmsg(nm.NLMSG_DONE, struct.pack("=i", 0), seq=7)
-            + nlmsg(nm.NLMSG_ERROR, struct.pack("=i", -16) + b"\0" * 16, seq=8))
+            + nlmsg(nw.NLMSG_DONE, struct.pack("=i", 0), seq=7)
+            + nlmsg(nw.NLMSG_ERROR, struct.pack("=i", -16) + b"\0" * 16, seq=8))
     msgs, errors = parse_datagram(data)
     assert errors == []
     a, r, d, e = msgs
@@ -114,8 +115,8 @@ def test_addresses_routes_done_and_errors_parse() -> None:
 
 
 def test_ipv6_flags_come_from_ifa_flags() -> None:
-    (m,), _ = parse_datagram(addr_msg(2, "2001:db8::1", 64, flags=nm.IFA_F_TENTATIVE | 0x100))
-    assert isinstance(m, AddressMessage) and m.address.flags == nm.IFA_F_TENTATIVE | 0x100
+    (m,), _ = parse_datagram(addr_msg(2, "2001:db8::1", 64, flags=nw.IFA_F_TENTATIVE | 0x100))
+    assert isinstance(m, AddressMessage) and m.address.flags == nw.IFA_F_TENTATIVE | 0x100
 
 
 def test_a_name_with_control_characters_is_kept_as_data() -> None:
@@ -132,7 +133,7 @@ def test_a_truncated_header_names_its_offset() -> None:
 
 def test_a_lying_length_ends_the_datagram_with_one_error() -> None:
     good = link_msg(3, "veth0")
-    bad = nlmsg(nm.RTM_NEWADDR, b"\0" * 8, length=400)
+    bad = nlmsg(nw.RTM_NEWADDR, b"\0" * 8, length=400)
     msgs, errors = parse_datagram(good + bad + good)
     assert len(msgs) == 1
     assert [str(e) for e in errors] == [
@@ -141,8 +142,8 @@ def test_a_lying_length_ends_the_datagram_with_one_error() -> None:
 
 
 def test_a_bad_body_skips_only_that_message() -> None:
-    short = nlmsg(nm.RTM_NEWLINK, b"\0" * 8)
-    lying_attr = nlmsg(nm.RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 4, 1, 0)
+    short = nlmsg(nw.RTM_NEWLINK, b"\0" * 8)
+    lying_attr = nlmsg(nw.RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 4, 1, 0)
                        + struct.pack("=HH", 200, 3) + b"abcd")
     msgs, errors = parse_datagram(short + lying_attr + link_msg(3, "veth0"))
     assert [m.link.name for m in msgs if isinstance(m, LinkMessage)] == ["veth0"]
@@ -152,13 +153,13 @@ def test_a_bad_body_skips_only_that_message() -> None:
 
 
 def test_a_short_fixed_size_attribute_is_an_error() -> None:
-    body = struct.pack("=BBBBI", 2, 24, 0, 0, 3) + rta(nm.IFA_ADDRESS, b"\1\2\3\4") + rta(
-        nm.IFA_FLAGS, b"\1\2")
+    body = struct.pack("=BBBBI", 2, 24, 0, 0, 3) + rta(nw.IFA_ADDRESS, b"\1\2\3\4") + rta(
+        nw.IFA_FLAGS, b"\1\2")
     with pytest.raises(NetlinkError, match="RTM_NEWADDR at offset 0: attribute 8 is 2 bytes"):
-        parse_message(nlmsg(nm.RTM_NEWADDR, body))
-    body = struct.pack("=BBBBI", 2, 24, 0, 0, 3) + rta(nm.IFA_ADDRESS, b"\1\2\3")
+        parse_message(nlmsg(nw.RTM_NEWADDR, body))
+    body = struct.pack("=BBBBI", 2, 24, 0, 0, 3) + rta(nw.IFA_ADDRESS, b"\1\2\3")
     with pytest.raises(NetlinkError, match="an address of 3 bytes for family 2"):
-        parse_message(nlmsg(nm.RTM_NEWADDR, body))
+        parse_message(nlmsg(nw.RTM_NEWADDR, body))
 
 
 _TYPES = st.sampled_from([1, 2, 3, 4, 16, 17, 20, 21, 24, 25, 99])
@@ -170,7 +171,7 @@ def _mangled(draw: st.DrawFn) -> bytes:
     base = draw(st.sampled_from([
         link_msg(3, "veth0", kind="veth"), addr_msg(3, "fe80::1", 64), route_msg(2),
         addr_msg(4, "10.1.2.3", peer="10.1.2.4"),
-        nlmsg(nm.NLMSG_ERROR, struct.pack("=i", -1)),
+        nlmsg(nw.NLMSG_ERROR, struct.pack("=i", -1)),
     ]))
     data = bytearray(base)
     for _ in range(draw(st.integers(0, 4))):
@@ -195,11 +196,11 @@ def test_fuzz_nothing_but_netlink_error_comes_out(data: bytes) -> None:
 
 
 def test_dump_requests_are_well_formed() -> None:
-    req = nm.dump_request(nm.RTM_GETADDR, 9, socket.AF_INET6)
+    req = nw.dump_request(nw.RTM_GETADDR, 9, socket.AF_INET6)
     length, kind, flags, seq, _ = struct.unpack_from("=IHHII", req)
-    assert (length, kind, flags, seq, req[16]) == (24, nm.RTM_GETADDR, 0x301, 9, 10)
+    assert (length, kind, flags, seq, req[16]) == (24, nw.RTM_GETADDR, 0x301, 9, 10)
     with pytest.raises(ValueError):
-        nm.dump_request(99, 1)
+        nw.dump_request(99, 1)
 
 
 # -- the table -------------------------------------------------------------------------------
@@ -216,14 +217,14 @@ def test_a_link_is_usable_when_up_with_carrier_and_an_address() -> None:
 
 @pytest.mark.parametrize(("why", "datagrams"), [
     ("admin down", [link_msg(3, "v", flags=0, operstate=2), addr_msg(3, "10.0.0.1")]),
-    ("no carrier", [link_msg(3, "v", flags=nm.IFF_UP, operstate=3), addr_msg(3, "10.0.0.1")]),
+    ("no carrier", [link_msg(3, "v", flags=nw.IFF_UP, operstate=3), addr_msg(3, "10.0.0.1")]),
     ("no address", [link_msg(3, "v")]),
     ("link-local v4", [link_msg(3, "v"), addr_msg(3, "169.254.3.4", 16)]),
     ("link-local v6", [link_msg(3, "v"), addr_msg(3, "fe80::1", 64)]),
-    ("tentative", [link_msg(3, "v"), addr_msg(3, "2001:db8::1", 64, flags=nm.IFA_F_TENTATIVE)]),
-    ("dadfailed", [link_msg(3, "v"), addr_msg(3, "2001:db8::1", 64, flags=nm.IFA_F_DADFAILED)]),
+    ("tentative", [link_msg(3, "v"), addr_msg(3, "2001:db8::1", 64, flags=nw.IFA_F_TENTATIVE)]),
+    ("dadfailed", [link_msg(3, "v"), addr_msg(3, "2001:db8::1", 64, flags=nw.IFA_F_DADFAILED)]),
     ("host scope", [link_msg(3, "v"), addr_msg(3, "10.0.0.1", scope=254)]),
-    ("unknown w/o lower up", [link_msg(3, "t", flags=nm.IFF_UP, operstate=0, carrier=None),
+    ("unknown w/o lower up", [link_msg(3, "t", flags=nw.IFF_UP, operstate=0, carrier=None),
                               addr_msg(3, "10.0.0.1")]),
 ])
 def test_what_makes_a_link_unusable(why: str, datagrams: list[bytes]) -> None:
@@ -233,14 +234,14 @@ def test_what_makes_a_link_unusable(why: str, datagrams: list[bytes]) -> None:
 
 
 def test_the_loopback_is_never_a_connection() -> None:
-    t = table_of(link_msg(1, "lo", flags=UP_FLAGS | nm.IFF_LOOPBACK, operstate=0, arphrd=772),
+    t = table_of(link_msg(1, "lo", flags=UP_FLAGS | nw.IFF_LOOPBACK, operstate=0, arphrd=772),
                  addr_msg(1, "127.0.0.1", 8, scope=254), addr_msg(1, "10.9.9.9", 32))
     assert t.changes(T) == [] and t.views() == []
 
 
 def test_tun_style_links_use_lower_up_and_are_wan() -> None:
-    t = table_of(link_msg(4, "tun0", flags=UP_FLAGS | nm.IFF_POINTOPOINT, operstate=0,
-                          arphrd=nm.ARPHRD_NONE, kind="tun", carrier=None),
+    t = table_of(link_msg(4, "tun0", flags=UP_FLAGS | nw.IFF_POINTOPOINT, operstate=0,
+                          arphrd=nw.ARPHRD_NONE, kind="tun", carrier=None),
                  addr_msg(4, "10.8.0.2", 32, peer="10.8.0.1"))
     (s,) = t.changes(T)
     assert s.usable and s.connection_type == CONNECTION_WAN
@@ -295,7 +296,7 @@ def test_a_link_going_down_drops_its_default_routes() -> None:
 def test_bridge_port_messages_are_not_link_changes() -> None:
     t = table_of(link_msg(3, "veth0"), addr_msg(3, "10.0.0.1"))
     t.changes(T)
-    t.apply_all(parse_datagram(link_msg(3, "veth0", new=False, family=nm.AF_BRIDGE))[0])
+    t.apply_all(parse_datagram(link_msg(3, "veth0", new=False, family=nw.AF_BRIDGE))[0])
     assert t.changes(T) == [] and t.views()[0].usable
 
 

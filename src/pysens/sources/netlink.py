@@ -5,7 +5,7 @@ Why the stdlib socket and not pyroute2: both were tried here (Python 3.11, Debia
 from ~10 MB to ~33 MB, a dump of links and addresses takes ~3 ms against ~0.15 ms for the raw
 socket, and it hides what this source must see: when the socket overruns (``ENOBUFS``) and
 exactly which datagrams are waiting, so that a burst can be drained and judged once. The
-messages needed are few and fixed (``netlink_map`` parses them in ~300 lines), so the source
+messages needed are few and fixed (``netlink_wire`` parses them in ~350 lines), so the source
 needs no third-party package at all.
 
 How it works:
@@ -44,14 +44,14 @@ from typing import Any
 
 from ..observations import ConnectionState, Observation
 from . import SourceUnavailable
-from .netlink_map import (
+from .netlink_map import NetTable
+from .netlink_wire import (
     GROUPS,
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETROUTE,
     DoneMessage,
     ErrorMessage,
-    NetTable,
     dump_request,
     parse_datagram,
 )
@@ -152,7 +152,9 @@ class NetlinkSource:
         self._closing = False
         self._initial: list[Observation] = []
         self._seq = 0
-        self._buf = bytearray(1 << 20)
+        # A dump skb is at most 32 KiB, or the largest link message (many SR-IOV VFs): room
+        # for both, so nothing is ever truncated.
+        self._buf = bytearray(256 << 10)
         #: Set once :meth:`watch` has dumped the state: every later change will be reported.
         self.ready = asyncio.Event()
         #: How many times the socket overran and the state was dumped again.
