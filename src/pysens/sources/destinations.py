@@ -53,6 +53,7 @@ from ..observations import ConnectionState, DestinationState
 __all__ = ["DEFAULT_TCP_PORT", "Destination", "ProbeResult", "Prober", "parse_destinations"]
 
 DEFAULT_TCP_PORT = 443
+_CLOEXEC = getattr(socket, "SOCK_CLOEXEC", 0)  # Linux; elsewhere sockets are not inherited
 log = logging.getLogger("pysens.sources.destinations")
 
 
@@ -143,7 +144,7 @@ def _icmp_socket(family: int) -> tuple[socket.socket, bool] | None:
     proto = socket.IPPROTO_ICMP if family == socket.AF_INET else socket.IPPROTO_ICMPV6
     for kind, raw in ((socket.SOCK_DGRAM, False), (socket.SOCK_RAW, True)):
         try:
-            sock = socket.socket(family, kind | socket.SOCK_CLOEXEC, proto)
+            sock = socket.socket(family, kind | _CLOEXEC, proto)
         except OSError:
             continue
         sock.setblocking(False)
@@ -203,7 +204,7 @@ async def _ping(family: int, sockaddr: tuple[Any, ...], timeout: float,
 
 async def _connect(family: int, sockaddr: tuple[Any, ...], timeout: float,
                    refused_answers: bool) -> ProbeResult:
-    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock = socket.socket(family, socket.SOCK_STREAM | _CLOEXEC)
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     try:
