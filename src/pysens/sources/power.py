@@ -5,12 +5,13 @@ UPower first because it already merges every battery, knows the vendor quirks an
 the kernel does not push; the sysfs source is the fallback for hosts without it. The choice is
 made once, when the source starts (:attr:`PowerSource.chosen` says which, and why). The
 observations keep the mechanism's own name as their ``source`` (``upower``, ``power_supply``).
-On Windows the same job is done by :mod:`pysens.sources.win_power`.
+On Windows it is :mod:`pysens.sources.win_power` (power-setting notifications).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +22,8 @@ from .power_supply import DESCRIPTION as SYSFS_DESCRIPTION
 from .power_supply_map import DEFAULT_LOW_PERCENT
 from .upower import DESCRIPTION as UPOWER_DESCRIPTION
 from .upower import UPowerSource
+from .win_power import DESCRIPTION as WIN_DESCRIPTION
+from .win_power import Win32PowerApi, WinPowerSource
 
 __all__ = ["DESCRIPTION", "PowerSource", "open_power", "probe"]
 
@@ -46,7 +49,7 @@ class PowerSource:
         self.host = host
         self.low_percent = low_percent
         self.reread_interval = reread_interval
-        self.inner: UPowerSource | PowerSupplySource | None = None
+        self.inner: UPowerSource | PowerSupplySource | WinPowerSource | None = None
         #: ``(name, why)`` of the mechanism in use, once started.
         self.chosen: tuple[str, str] | None = None
 
@@ -54,7 +57,12 @@ class PowerSource:
     async def probe(cls, bus_address: str | None = None,
                     root: str | os.PathLike[str] = DEFAULT_ROOT,
                     **_options: Any) -> str | None:
-        """None when UPower or the sysfs power supplies can be used here, else both reasons."""
+        """None when UPower or the sysfs power supplies (on Windows: the power-setting API)
+        can be used here, else the reasons."""
+        if sys.platform == "win32":
+            from .win_power import probe as win_probe
+
+            return await win_probe()
         why_upower = await UPowerSource.probe(bus_address)
         if why_upower is None:
             return None
@@ -63,8 +71,12 @@ class PowerSource:
             return None
         return f"neither UPower ({why_upower}) nor sysfs ({why_sysfs}) can be used"
 
-    async def _pick(self) -> UPowerSource | PowerSupplySource:
+    async def _pick(self) -> UPowerSource | PowerSupplySource | WinPowerSource:
         if self.inner is not None:
+            return self.inner
+        if sys.platform == "win32":
+            self.inner = WinPowerSource(Win32PowerApi(), host=self.host)
+            self.chosen = ("win_power", WIN_DESCRIPTION)
             return self.inner
         why_upower = await UPowerSource.probe(self.bus_address)
         inner: UPowerSource | PowerSupplySource
