@@ -224,6 +224,23 @@ async def test_upower_restarting_with_another_state_is_a_change(upower: UPowerWo
     assert methods(await c.next()) == [(M.OnACPower, None)]
 
 
+async def test_the_bus_going_away_and_back_is_resynced(upower: UPowerWorld) -> None:
+    await upower.mock.setup_display(percentage=50.0, state=CHARGING)
+    c = await upower.watch()
+    await upower.mock.stop()
+    upower.bus.stop()  # every connection drops
+    upower.bus.start()
+    upower.mock = MockUPower(upower.address, upower.directory / "dbusmock.log")
+    await upower.mock.start(on_battery=True)
+    await upower.mock.setup_display(percentage=45.0)
+    # The source reconnects, reads again, and reports the difference (the battery may or may
+    # not have been read by then: the percentage is the only thing that can differ).
+    (event,) = await c.next()
+    assert event.method == M.OnBatteryPower
+    await upower.mock.plug()
+    assert methods(await c.next()) == [(M.OnACPower, None)]
+
+
 async def test_bad_property_types_log_one_line_and_keep_working(
         upower: UPowerWorld, caplog: pytest.LogCaptureFixture) -> None:
     await upower.mock.setup_display(percentage=50.0, state=CHARGING)
