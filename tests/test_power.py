@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from dbus_fixtures import PrivateBus
+from power_supply_fixtures import SupplyTree, private_netns
 from pysens.events import Method
 from pysens.sources import SourceUnavailable
 from pysens.sources.power import PowerSource, open_power, probe
 from pysens.tracker import Tracker
-from test_power_supply import SupplyTree, private_netns
 from upower_fixtures import CHARGING, PowerCollector, UPowerWorld, upower
 
 __all__ = ["private_netns", "upower"]  # fixtures, imported for pytest
