@@ -47,7 +47,7 @@ async def main(options: dict[str, Any]) -> None:
         rcvbuf=options.get("rcvbuf", 4 << 20),
         probe_timeout=options.get("timeout", 1.0),
         recheck=options.get("recheck", 60.0),
-        backoff=tuple(options.get("backoff", (1.0, 60.0))),  # type: ignore[arg-type]
+        backoff=tuple(options.get("backoff", (1.0, 60.0))),
     )
     tracker = Tracker(host="testhost", include_existing=options.get("include_existing", False))
     stop = asyncio.Event()

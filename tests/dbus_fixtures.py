@@ -107,55 +107,38 @@ def session_props(
     }
 
 
-class MockLogind:
-    """The logind mock process and a client connection that drives it."""
+class DbusMock:
+    """A python-dbusmock process on the private bus (started under Debian's python3, which has
+    dbus-python) and a dbus-fast client connection that drives it."""
 
-    def __init__(self, address: str, log: Path, *, staged: bool = False) -> None:
+    #: What the mock is, for messages ("the logind mock exited").
+    what = "dbusmock"
+
+    def __init__(self, address: str, log: Path, dest: str) -> None:
         self.address = address
         self.log = log
+        self.dest = dest
         self.process: subprocess.Popen[bytes] | None = None
         self.client: Any = None
-        self.paths: dict[str, str] = {}
-        #: Staged: the mock first owns STAGING_NAME, so sessions can be restored before it takes
-        #: org.freedesktop.login1 (real logind restores its sessions before taking the name).
-        self.dest = STAGING_NAME if staged else LOGIN1
 
-    async def start(self) -> None:
-        """Start the mock and wait until it owns its bus name."""
+    async def launch(self, argv: list[str]) -> None:
+        """Run ``SYSTEM_PYTHON argv`` and wait until it owns :attr:`dest`."""
         env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; the child is waited for elsewhere
-                [SYSTEM_PYTHON, "-c", LAUNCHER, self.dest],
-                stdout=out, stderr=subprocess.STDOUT, env=env,
-            )
+                [SYSTEM_PYTHON, *argv], stdout=out, stderr=subprocess.STDOUT, env=env)
         self.client = await MessageBus(bus_address=self.address).connect()
         for _ in range(1000):
             (owned,) = await self.bus_call("NameHasOwner", "s", [self.dest])
             if owned:
-                break
+                return
             if self.process.poll() is not None:
-                raise RuntimeError(f"the logind mock exited: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"the {self.what} mock exited: {self.log.read_text()[-2000:]}")
             await asyncio.sleep(0.01)
-        else:
-            raise RuntimeError("the logind mock did not take its bus name within 10 s")
-        # A way to change a property without a signal, as logind changes State to closing.
-        await self.call(MANAGER_PATH, MOCK, "AddMethod", "sssss", [
-            "org.pysens.Test", "SetQuiet", "oa{sv}", "",
-            "for k, v in args[1].items(): objects[args[0]].props['"
-            + SESSION + "'][k] = v",
-        ])
-        await self.call(MANAGER_PATH, MOCK, "AddMethod", "sssss", [
-            "org.pysens.Test", "TakeName", "", "",
-            f"self.pysens_name = dbus.service.BusName('{LOGIN1}', self.connection)",
-        ])
-
-    async def take_name(self) -> None:
-        """A staged mock takes org.freedesktop.login1 (logind is back on the bus)."""
-        await self.call(MANAGER_PATH, "org.pysens.Test", "TakeName")
-        self.dest = LOGIN1
+        raise RuntimeError(f"the {self.what} mock did not take its bus name within 10 s")
 
     async def stop(self) -> None:
-        """Stop the mock (logind leaving the bus) and drop the client connection."""
+        """Stop the mock (the service leaving the bus) and drop the client connection."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -186,6 +169,37 @@ class MockLogind:
         if reply.message_type == MessageType.ERROR:
             raise RuntimeError(f"{member}: {reply.error_name}: {reply.body}")
         return list(reply.body)
+
+
+class MockLogind(DbusMock):
+    """The logind mock process and a client connection that drives it."""
+
+    what = "logind"
+
+    def __init__(self, address: str, log: Path, *, staged: bool = False) -> None:
+        #: Staged: the mock first owns STAGING_NAME, so sessions can be restored before it takes
+        #: org.freedesktop.login1 (real logind restores its sessions before taking the name).
+        super().__init__(address, log, STAGING_NAME if staged else LOGIN1)
+        self.paths: dict[str, str] = {}
+
+    async def start(self) -> None:
+        """Start the mock and wait until it owns its bus name."""
+        await self.launch(["-c", LAUNCHER, self.dest])
+        # A way to change a property without a signal, as logind changes State to closing.
+        await self.call(MANAGER_PATH, MOCK, "AddMethod", "sssss", [
+            "org.pysens.Test", "SetQuiet", "oa{sv}", "",
+            "for k, v in args[1].items(): objects[args[0]].props['"
+            + SESSION + "'][k] = v",
+        ])
+        await self.call(MANAGER_PATH, MOCK, "AddMethod", "sssss", [
+            "org.pysens.Test", "TakeName", "", "",
+            f"self.pysens_name = dbus.service.BusName('{LOGIN1}', self.connection)",
+        ])
+
+    async def take_name(self) -> None:
+        """A staged mock takes org.freedesktop.login1 (logind is back on the bus)."""
+        await self.call(MANAGER_PATH, "org.pysens.Test", "TakeName")
+        self.dest = LOGIN1
 
     # -- what logind does ----------------------------------------------------------------
 

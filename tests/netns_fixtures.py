@@ -221,7 +221,9 @@ class NetProbe:
 
     def observe(self, wanted: Any, timeout: float = 10.0) -> dict[str, Any]:
         """The next observation for which ``wanted(obs)`` is true (events pass by)."""
-        return self._next(lambda m: "obs" in m and wanted(m["obs"]), timeout)["obs"]
+        found: dict[str, Any] = self._next(lambda m: "obs" in m and wanted(m["obs"]),
+                                           timeout)["obs"]
+        return found
 
     def close(self) -> None:
         """Stop the child."""

@@ -7,20 +7,15 @@ mock under Debian's /usr/bin/python3 as a separate process). The template lacks 
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dbus_fast import Message, MessageType, Variant
-from dbus_fast.aio import MessageBus
+from dbus_fast import Variant
 
-from dbus_fixtures import SYSTEM_PYTHON, PrivateBus
+from dbus_fixtures import DbusMock, PrivateBus
 
 NM = "org.freedesktop.NetworkManager"
 NM_PATH = "/org/freedesktop/NetworkManager"
@@ -31,56 +26,18 @@ ACTIVATED = 2  # NM_ACTIVE_CONNECTION_STATE_ACTIVATED
 DEVICE_ACTIVATED = 100
 
 
-class MockNetworkManager:
+class MockNetworkManager(DbusMock):
     """The mock process and a client connection that drives it."""
 
+    what = "NetworkManager"
+
     def __init__(self, address: str, log: Path) -> None:
-        self.address = address
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.client: Any = None
+        super().__init__(address, log, NM)
 
     async def start(self) -> None:
         """Start the mock, wait for its name, add PrimaryConnection ("/": none)."""
-        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address}
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [SYSTEM_PYTHON, "-m", "dbusmock", "--system", "--template", "networkmanager"],
-                stdout=out, stderr=subprocess.STDOUT, env=env)
-        self.client = await MessageBus(bus_address=self.address).connect()
-        for _ in range(1000):
-            (owned,) = await self._send("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                        "org.freedesktop.DBus", "NameHasOwner", "s", [NM])
-            if owned:
-                break
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the NetworkManager mock exited: {self.log.read_text()}")
-            await asyncio.sleep(0.01)
-        else:
-            raise RuntimeError("the NetworkManager mock did not take its name within 10 s")
+        await self.launch(["-m", "dbusmock", "--system", "--template", "networkmanager"])
         await self.mock("AddProperty", "ssv", [NM, "PrimaryConnection", Variant("o", "/")])
-
-    async def stop(self) -> None:
-        """Stop the mock (NetworkManager leaves the bus)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        if self.client is not None:
-            self.client.disconnect()
-            self.client = None
-
-    async def _send(self, dest: str, path: str, interface: str, member: str, signature: str,
-                    body: list[Any]) -> list[Any]:
-        reply = await self.client.call(Message(destination=dest, path=path, interface=interface,
-                                               member=member, signature=signature, body=body))
-        if reply.message_type == MessageType.ERROR:
-            raise RuntimeError(f"{member}: {reply.error_name}: {reply.body}")
-        return list(reply.body)
 
     async def mock(self, member: str, signature: str = "", body: list[Any] | None = None
                    ) -> list[Any]:

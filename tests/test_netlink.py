@@ -19,6 +19,7 @@ import pytest
 from netns_fixtures import Namespaces, Netns, NetProbe, namespaces, stop
 from pysens.cli.common import escape
 from pysens.events import CONNECTION_LAN, CONNECTION_WAN, SensEvent
+from pysens.observations import ConnectionState
 from pysens.sources.netlink import NetlinkSource, _why_not
 from pysens.sources.network import NetworkSource
 
@@ -231,5 +232,7 @@ async def test_probe_and_snapshot_here() -> None:
         states = await source.snapshot()
     finally:
         await source.aclose()
-    assert states and all(s.existing and s.key.startswith("ifindex:") for s in states)
-    assert "lo" not in {s.connection for s in states}  # never a connection
+    assert states and all(isinstance(s, ConnectionState) for s in states)
+    links = [s for s in states if isinstance(s, ConnectionState)]
+    assert all(s.existing and s.key.startswith("ifindex:") for s in links)
+    assert "lo" not in {s.connection for s in links}  # never a connection

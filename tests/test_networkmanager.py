@@ -31,7 +31,8 @@ def test_types_and_connectivity() -> None:
 def test_a_vpn_does_not_rename_its_carrier_device() -> None:
     devices = {"/d/1": {"Interface": "eth0", "IpInterface": ""},
                "/d/2": {"Interface": "ttyUSB0", "IpInterface": "wwan0"}}
-    active = {"/a/0": {"Id": "Office VPN", "Type": "vpn", "Vpn": True, "Devices": ["/d/1"]},
+    active: dict[str, dict[str, Any]] = {
+              "/a/0": {"Id": "Office VPN", "Type": "vpn", "Vpn": True, "Devices": ["/d/1"]},
               "/a/1": {"Id": "Office", "Type": "802-3-ethernet", "Devices": ["/d/1"]},
               "/a/2": {"Id": "Telekom", "Type": "gsm", "Devices": ["/d/2"], "State": 2},
               "/a/3": {"Id": "Old", "Type": "gsm", "Devices": ["/d/2"], "State": 4}}

@@ -14,18 +14,16 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dbus_fast import Message, MessageType, Variant
+from dbus_fast import Variant
 from dbus_fast.aio import MessageBus
 
-from dbus_fixtures import PrivateBus
+from dbus_fixtures import DbusMock, PrivateBus
 from pysens.events import SensEvent
 from pysens.observations import Observation
 from pysens.sources import Source
@@ -55,62 +53,19 @@ def variants(props: dict[str, Any]) -> dict[str, Variant]:
     return {k: v if isinstance(v, Variant) else Variant(_TYPES[k], v) for k, v in props.items()}
 
 
-class MockUPower:
+class MockUPower(DbusMock):
     """The upower mock process and a client connection that drives it."""
 
+    what = "upower"
+
     def __init__(self, address: str, log: Path) -> None:
-        self.address = address
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.client: Any = None
+        super().__init__(address, log, UPOWER)
 
     async def start(self, *, on_battery: bool = False) -> None:
         """Start the mock (``OnBattery`` as given, a DisplayDevice with no battery yet) and
         wait until it owns org.freedesktop.UPower."""
-        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address}
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [SYSTEM_PYTHON, "-m", "dbusmock", "--system", "--template", "upower",
-                 "--parameters", json.dumps({"OnBattery": on_battery})],
-                stdout=out, stderr=subprocess.STDOUT, env=env,
-            )
-        self.client = await MessageBus(bus_address=self.address).connect()
-        for _ in range(1000):
-            (owned,) = await self._send("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                        "org.freedesktop.DBus", "NameHasOwner", "s", [UPOWER])
-            if owned:
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the upower mock exited: {self.log.read_text()[-2000:]}")
-            await asyncio.sleep(0.01)
-        raise RuntimeError("the upower mock did not take its bus name within 10 s")
-
-    async def stop(self) -> None:
-        """Stop the mock (UPower leaving the bus) and drop the client connection."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        if self.client is not None:
-            self.client.disconnect()
-            self.client = None
-
-    async def _send(self, dest: str, path: str, interface: str, member: str, signature: str,
-                    body: list[Any]) -> list[Any]:
-        reply = await self.client.call(Message(destination=dest, path=path, interface=interface,
-                                               member=member, signature=signature, body=body))
-        if reply.message_type == MessageType.ERROR:
-            raise RuntimeError(f"{member}: {reply.error_name}: {reply.body}")
-        return list(reply.body)
-
-    async def call(self, path: str, interface: str, member: str, signature: str = "",
-                   body: list[Any] | None = None) -> list[Any]:
-        """A call to the mock."""
-        return await self._send(UPOWER, path, interface, member, signature, body or [])
+        await self.launch(["-m", "dbusmock", "--system", "--template", "upower",
+                           "--parameters", json.dumps({"OnBattery": on_battery})])
 
     # -- what UPower does ------------------------------------------------------------------
 
@@ -165,7 +120,7 @@ def blocking(address: str, action: Callable[[MockUPower], Awaitable[None]]) -> N
     def main() -> None:
         try:
             asyncio.run(run())
-        except BaseException as e:
+        except BaseException as e:  # noqa: BLE001 - handed back, raised in the test's thread
             failure.append(e)
 
     thread = threading.Thread(target=main)
@@ -198,7 +153,7 @@ class PowerCollector:
                 self.events.append(event)
                 self._queue.put_nowait(event)
 
-    async def _wait(self, fut: Awaitable[Any], timeout: float, what: str) -> Any:
+    async def _wait(self, fut: Awaitable[Any], timeout: float, what: str) -> Any:  # noqa: ASYNC109 - a test's hang guard
         task = asyncio.ensure_future(fut)
         done, _ = await asyncio.wait({task, self.task}, timeout=timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
@@ -213,7 +168,7 @@ class PowerCollector:
         """Wait for the source's first observation (its look at the system)."""
         await self._wait(self.ready.wait(), 10, "the source reported nothing within 10 s")
 
-    async def next(self, n: int = 1, timeout: float = 10.0) -> list[SensEvent]:
+    async def next(self, n: int = 1, timeout: float = 10.0) -> list[SensEvent]:  # noqa: ASYNC109 - a test's hang guard
         """The next ``n`` events (fails when they do not come within ``timeout``)."""
         out: list[SensEvent] = []
         for _ in range(n):
@@ -221,7 +176,7 @@ class PowerCollector:
                                         f"expected {n} event(s), got {out} then nothing"))
         return out
 
-    async def observation(self, timeout: float = 10.0) -> Observation:
+    async def observation(self, timeout: float = 10.0) -> Observation:  # noqa: ASYNC109 - a test's hang guard
         """Wait for the next observation after the ones already seen."""
         count = len(self.observations)
         while len(self.observations) == count:

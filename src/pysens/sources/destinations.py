@@ -161,8 +161,8 @@ async def icmp_allowed() -> bool:
     return True
 
 
-async def _ping(family: int, sockaddr: tuple[Any, ...], timeout: float,
-                seq: int) -> ProbeResult | None:
+async def _ping(family: int, sockaddr: tuple[Any, ...],
+                timeout: float, seq: int) -> ProbeResult | None:  # noqa: ASYNC109 - a probe's limit
     """One echo request; None when ICMP is not allowed here."""
     found = _icmp_socket(family)
     if found is None:
@@ -202,8 +202,8 @@ async def _ping(family: int, sockaddr: tuple[Any, ...], timeout: float,
         sock.close()
 
 
-async def _connect(family: int, sockaddr: tuple[Any, ...], timeout: float,
-                   refused_answers: bool) -> ProbeResult:
+async def _connect(family: int, sockaddr: tuple[Any, ...], timeout: float,  # noqa: ASYNC109
+                   refused_answers: bool) -> ProbeResult:  # - a probe's own limit
     sock = socket.socket(family, socket.SOCK_STREAM | _CLOEXEC)
     sock.setblocking(False)
     loop = asyncio.get_running_loop()

@@ -41,19 +41,19 @@ from ..observations import (
     SessionInfo,
     SessionVanished,
 )
-from . import LiveKind, SourceUnavailable
+from . import LiveKind
 from .dbus import (
     DBUS,
     PROPERTIES,
+    BusSource,
     CallFailed,
-    bus_address_for,
     bus_call,
-    bus_errors,
-    connect_bus,
-    has_name,
+    owner_rule,
+    plain,
+    properties_rule,
 )
 from .logind_inotify import DirectoryWatch
-from .logind_map import changes_from_properties, diff_info, info_from_properties, plain
+from .logind_map import changes_from_properties, diff_info, info_from_properties
 
 __all__ = ["DESCRIPTION", "GONE_REASON", "LogindSource", "open_logind", "probe"]
 
@@ -68,10 +68,9 @@ SESSIONS_DIR = "/run/systemd/sessions"
 
 _RULES = (
     f"type='signal',sender='{LOGIN1}',path='{MANAGER_PATH}',interface='{MANAGER}'",
-    f"type='signal',sender='{LOGIN1}',interface='{PROPERTIES}',member='PropertiesChanged',"
-    f"path_namespace='{MANAGER_PATH}'",
+    properties_rule(LOGIN1, path_namespace=MANAGER_PATH),
     f"type='signal',sender='{LOGIN1}',interface='{SESSION}'",
-    f"type='signal',sender='{DBUS}',interface='{DBUS}',member='NameOwnerChanged',arg0='{LOGIN1}'",
+    owner_rule(LOGIN1),
 )
 
 log = logging.getLogger("pysens.sources.logind")
@@ -89,26 +88,10 @@ def _now() -> datetime:
 
 async def probe(bus_address: str | None = None, **_options: Any) -> str | None:
     """None when logind answers on the system bus here, else the reason it cannot be used."""
-    try:
-        import dbus_fast  # noqa: F401
-    except ImportError:
-        return "dbus-fast is not installed (pip install 'pysens[linux]')"
-    address = bus_address_for(bus_address)
-    try:
-        bus = await connect_bus(address, 2.0)
-    except bus_errors(TimeoutError) as e:  # any failure to connect means "not here"
-        return f"the system bus at {address} is not reachable ({e or type(e).__name__})"
-    try:
-        if await has_name(bus, LOGIN1):
-            return None
-        return f"{LOGIN1} is not on the system bus (no systemd-logind or elogind running)"
-    except CallFailed as e:
-        return f"the system bus at {address} did not answer ({e})"
-    finally:
-        bus.disconnect()
+    return await LogindSource._probe_bus(bus_address)
 
 
-class LogindSource:
+class LogindSource(BusSource):
     """A :class:`~pysens.sources.Source` reading systemd-logind live (see the module text).
 
     ``bus_address`` defaults to ``$DBUS_SYSTEM_BUS_ADDRESS``, else the standard system bus.
@@ -117,25 +100,22 @@ class LogindSource:
     """
 
     name = "logind"
+    bus_name = LOGIN1
+    missing = "no systemd-logind or elogind running"
 
     def __init__(
         self, bus_address: str | None = None, *, host: str | None = None,
         sessions_dir: str | None = SESSIONS_DIR, max_backoff: float = 5.0,
         call_timeout: float = 10.0,
     ) -> None:
-        self.address = bus_address_for(bus_address)
+        self._init_bus(bus_address, call_timeout, max_backoff)
         self.host = host
         self.sessions_dir = sessions_dir
-        self.max_backoff = max_backoff
-        self.call_timeout = call_timeout
-        self._bus: Any = None
         self._queue: asyncio.Queue[tuple[str, datetime, Any]] | None = None
         self._known: dict[str, _Known] = {}
         self._by_path: dict[str, str] = {}
         self._away = False
-        self._closing = False
         self._dir_watch: DirectoryWatch | None = None
-        self._disconnect_watch: asyncio.Future[Any] | None = None
         #: Set once :meth:`watch` has taken its snapshot: every later change will be reported.
         self.ready = asyncio.Event()
 
@@ -179,15 +159,10 @@ class LogindSource:
 
     async def aclose(self) -> None:
         """Disconnect from the bus and stop watching."""
-        self._closing = True
+        self._close_bus()
         if self._dir_watch is not None:
             self._dir_watch.close()
             self._dir_watch = None
-        if self._disconnect_watch is not None:
-            self._disconnect_watch.cancel()
-        if self._bus is not None:
-            self._bus.disconnect()
-            self._bus = None
         if self._queue is not None:
             self._queue.put_nowait(("stop", _now(), None))
 
@@ -198,74 +173,20 @@ class LogindSource:
             self._queue = asyncio.Queue()
         return self._queue
 
-    async def _first_connect(self) -> None:
-        try:
-            import dbus_fast  # noqa: F401
-        except ImportError:
-            raise SourceUnavailable(
-                "the logind source needs dbus-fast (pip install 'pysens[linux]')") from None
-        try:
-            has_owner = await self._connect()
-        except CallFailed as e:
-            raise SourceUnavailable(f"the system bus at {self.address} did not answer ({e})"
-                                    ) from None
-        except bus_errors(TimeoutError) as e:  # missing, refused, auth: "not here"
-            raise SourceUnavailable(
-                f"cannot connect to the system bus at {self.address} ({e or type(e).__name__})"
-            ) from None
-        if not has_owner:
-            await self.aclose()
-            raise SourceUnavailable(f"{LOGIN1} is not on the system bus at {self.address} "
-                                    "(no systemd-logind or elogind running)")
+    def _rules(self) -> tuple[str, ...]:
+        return _RULES
 
-    async def _connect(self) -> bool:
-        """Connect, subscribe, and say whether logind is on the bus now."""
-        queue = self._queue_()
-        bus = await connect_bus(self.address, self.call_timeout)
+    def _on_bus_message(self, bus: Any, msg: Any) -> None:
+        if msg.message_type.name == "SIGNAL":
+            self._queue_().put_nowait(("signal", _now(), msg))
 
-        def on_message(msg: Any) -> None:
-            if msg.message_type.name == "SIGNAL":
-                queue.put_nowait(("signal", _now(), msg))
-
-        bus.add_message_handler(on_message)
-        try:
-            for rule in _RULES:
-                await bus_call(bus, DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s",
-                                [rule], self.call_timeout)
-            # Activatable counts too: the bus starts logind when asked (real systems do).
-            has_owner = await has_name(bus, LOGIN1)
-        except BaseException:
-            bus.disconnect()
-            raise
-        self._bus = bus
-        watch = asyncio.ensure_future(bus.wait_for_disconnect())
-        self._disconnect_watch = watch
-
-        def lost(fut: asyncio.Future[Any]) -> None:
-            if not fut.cancelled():
-                fut.exception()  # consumed: a dropped bus is reported as "lost", not raised
-            if not self._closing:
-                queue.put_nowait(("lost", _now(), bus))
-
-        watch.add_done_callback(lost)
-        return bool(has_owner)
+    def _on_bus_lost(self, bus: Any) -> None:
+        self._queue_().put_nowait(("lost", _now(), bus))
 
     async def _reconnect(self) -> list[Observation]:
-        log.warning("lost the system bus at %s; reconnecting", self.address)
         self._away = True
-        self._bus = None
-        delay = 0.05
-        while not self._closing:
-            try:
-                has_owner = await self._connect()
-            except bus_errors(CallFailed, TimeoutError) as e:  # try again later
-                log.debug("reconnecting to %s failed: %s", self.address, e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
-                continue
-            log.warning("reconnected to the system bus at %s", self.address)
-            return await self._resync(initial=False) if has_owner else []
-        return []
+        present = await self._reconnect_bus()
+        return await self._resync(initial=False) if present else []
 
     async def _call(
         self, path: str, interface: str, member: str, signature: str = "", body: Iterable[Any] = ()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..observations import SessionInfo
+from .dbus import plain
 
 __all__ = [
     "TRACKED_FIELDS",
@@ -30,21 +31,6 @@ TRACKED_FIELDS = (
     "user_name", "session_type", "session_class", "tty", "seat", "remote", "client_address",
     "active", "locked", "state",
 )
-
-
-def plain(value: Any) -> Any:
-    """A D-Bus value as plain JSON-able Python: variants unwrapped, structs and arrays as lists,
-    byte arrays as hex text."""
-    inner = getattr(value, "value", None)
-    if inner is not None and hasattr(value, "signature"):
-        return plain(inner)
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    return value
 
 
 def _text(props: Mapping[str, Any], name: str) -> str | None:

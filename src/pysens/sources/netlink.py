@@ -296,9 +296,9 @@ class NetlinkSource:
     def _network_changed(self) -> None:
         """A link, address or default route came, went or changed (for subclasses)."""
 
-    async def _readable(self, timeout: float) -> None:
+    async def _readable(self, timeout: float) -> None:  # noqa: ASYNC109 - a dump must end
         """Wait (while no reader is armed) until the socket is readable."""
-        assert self._sock is not None
+        assert self._sock is not None  # noqa: S101 - opened before any wait
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         fd = self._sock.fileno()
@@ -333,7 +333,7 @@ class NetlinkSource:
                 pause = min(pause * 2, 1.0)
 
     async def _dump_one(self, request: int) -> None:
-        assert self._sock is not None
+        assert self._sock is not None  # noqa: S101 - opened before any dump
         self._seq += 1
         seq = self._seq
         self._sock.send(dump_request(request, seq))

@@ -320,7 +320,7 @@ def parse_message(data: bytes, offset: int = 0) -> tuple[Message, int]:
     message, next_offset, error = _parse_one(data, offset)
     if error is not None:
         raise error
-    assert message is not None
+    assert message is not None  # noqa: S101 - _parse_one gives a message or an error
     return message, next_offset
 
 

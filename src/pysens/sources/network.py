@@ -23,6 +23,7 @@ from typing import Any
 
 from ..observations import DestinationState, Observation
 from . import SourceUnavailable
+from .dbus import CallFailed, bus_errors
 from .destinations import Destination, Prober
 from .netlink import RCVBUF, NetlinkSource
 from .netlink import probe as netlink_probe
@@ -109,7 +110,7 @@ class NetworkSource(NetlinkSource):
                 raise SourceUnavailable("naming connections by NetworkManager needs dbus-fast "
                                         "(pip install 'pysens[linux]')") from None
             return
-        except Exception as e:  # no system bus: netlink alone serves
+        except bus_errors(CallFailed, TimeoutError) as e:  # no system bus: netlink alone serves
             if self.networkmanager:
                 raise SourceUnavailable(f"cannot reach the system bus for NetworkManager "
                                         f"({e or type(e).__name__})") from None

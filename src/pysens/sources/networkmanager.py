@@ -22,11 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from .logind import bus_address_for
-from .logind_map import plain
+from .dbus import (
+    CallFailed,
+    add_matches,
+    bus_address_for,
+    bus_errors,
+    connect_bus,
+    get_all,
+    has_name,
+    owner_rule,
+    properties_rule,
+)
 from .netlink_map import Label
 from .networkmanager_map import internet_of, labels_from
 
@@ -37,60 +46,28 @@ NM_PATH = "/org/freedesktop/NetworkManager"
 NM_MANAGER = "org.freedesktop.NetworkManager"
 NM_ACTIVE = "org.freedesktop.NetworkManager.Connection.Active"
 NM_DEVICE = "org.freedesktop.NetworkManager.Device"
-PROPERTIES = "org.freedesktop.DBus.Properties"
-DBUS = "org.freedesktop.DBus"
 _RELEVANT = frozenset({NM_MANAGER, NM_ACTIVE, NM_DEVICE})
-_RULES = (
-    f"type='signal',sender='{NM_BUS_NAME}',interface='{PROPERTIES}',member='PropertiesChanged',"
-    f"path_namespace='{NM_PATH}'",
-    f"type='signal',sender='{DBUS}',interface='{DBUS}',member='NameOwnerChanged',"
-    f"arg0='{NM_BUS_NAME}'",
-)
+_RULES = (properties_rule(NM_BUS_NAME, path_namespace=NM_PATH), owner_rule(NM_BUS_NAME))
 
 log = logging.getLogger("pysens.sources.networkmanager")
 
 Listener = Callable[[dict[str, Label], bool | None], None]
 
 
-class _CallFailed(Exception):
-    """A D-Bus call got an error or no answer."""
-
-
-async def _call(bus: Any, destination: str, path: str, interface: str, member: str,
-                signature: str = "", body: Iterable[Any] = (), timeout: float = 5.0) -> list[Any]:
-    from dbus_fast import Message, MessageType
-
-    msg = Message(destination=destination, path=path, interface=interface, member=member,
-                  signature=signature, body=list(body))
-    try:
-        reply = await asyncio.wait_for(bus.call(msg), timeout)
-    except TimeoutError:
-        raise _CallFailed(f"{member} got no answer within {timeout:g} s") from None
-    except Exception as e:  # the bus dropped mid-call: dbus-fast raises several kinds
-        raise _CallFailed(f"{member} failed: {e or type(e).__name__}") from None
-    if reply is None:
-        raise _CallFailed(f"{member} failed: the bus connection is gone")
-    if reply.message_type == MessageType.ERROR:
-        raise _CallFailed(f"{member} failed: {reply.error_name}")
-    return list(reply.body)
-
-
-async def nm_present(bus_address: str | None = None, timeout: float = 2.0) -> bool:
+async def nm_present(bus_address: str | None = None,
+                     timeout: float = 2.0) -> bool:  # noqa: ASYNC109 - a probe must end
     """Whether NetworkManager is on the system bus (False when dbus-fast or the bus is not)."""
     try:
-        from dbus_fast.aio import MessageBus
+        import dbus_fast  # noqa: F401
     except ImportError:
         return False
     try:
-        bus = await asyncio.wait_for(MessageBus(bus_address=bus_address_for(bus_address))
-                                     .connect(), timeout)
-    except Exception:  # no bus here: no NetworkManager either
+        bus = await connect_bus(bus_address_for(bus_address), timeout)
+    except bus_errors(TimeoutError):  # no bus here: no NetworkManager either
         return False
     try:
-        (owned,) = await _call(bus, DBUS, "/org/freedesktop/DBus", DBUS, "NameHasOwner", "s",
-                               [NM_BUS_NAME], timeout)
-        return bool(owned)
-    except _CallFailed:
+        return await has_name(bus, NM_BUS_NAME, activatable=False, timeout=timeout)
+    except CallFailed:
         return False
     finally:
         bus.disconnect()
@@ -115,22 +92,16 @@ class NetworkManagerWatch:
     async def start(self) -> bool:
         """Connect, subscribe and read; True when NetworkManager is on the bus now. Raises
         OSError-like exceptions when the bus itself cannot be reached."""
-        from dbus_fast.aio import MessageBus
-
-        bus = await asyncio.wait_for(MessageBus(bus_address=self.address).connect(),
-                                     self.timeout)
+        bus = await connect_bus(self.address, self.timeout)
         bus.add_message_handler(self._on_message)
         try:
-            for rule in _RULES:
-                await _call(bus, DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule],
-                            self.timeout)
-            (owned,) = await _call(bus, DBUS, "/org/freedesktop/DBus", DBUS, "NameHasOwner",
-                                   "s", [NM_BUS_NAME], self.timeout)
+            await add_matches(bus, _RULES, self.timeout)
+            owned = await has_name(bus, NM_BUS_NAME, activatable=False, timeout=self.timeout)
         except BaseException:
             bus.disconnect()
             raise
         self._bus = bus
-        self.present = bool(owned)
+        self.present = owned
         if self.present:
             await self._read(notify=False)
         return self.present
@@ -173,13 +144,10 @@ class NetworkManagerWatch:
 
     async def _get_all(self, path: str, interface: str) -> dict[str, Any]:
         try:
-            (props,) = await _call(self._bus, NM_BUS_NAME, path, PROPERTIES, "GetAll", "s",
-                                   [interface], self.timeout)
-        except _CallFailed as e:
+            return await get_all(self._bus, NM_BUS_NAME, path, interface, self.timeout)
+        except CallFailed as e:
             log.debug("reading %s: %s", path, e)
             return {}
-        value = plain(props)
-        return value if isinstance(value, dict) else {}
 
     async def _read(self, *, notify: bool) -> None:
         if self._bus is None or not self.present:

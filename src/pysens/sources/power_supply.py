@@ -148,7 +148,7 @@ class PowerSupplySource:
         """None when the class directory and the kernel's uevents are there, else why not."""
         if not sys.platform.startswith("linux"):
             return f"needs Linux (sysfs power supplies); this is {sys.platform}"
-        if not Path(root).is_dir():
+        if not await asyncio.to_thread(Path(root).is_dir):
             return f"{root} does not exist (no power-supply class in this kernel)"
         try:
             open_uevent_socket().close()

@@ -25,14 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from ..observations import Observation, PowerState
-from . import SourceUnavailable
-from .logind_map import plain
+from .dbus import (
+    DBUS,
+    PROPERTIES,
+    BusSource,
+    CallFailed,
+    add_matches,
+    bus_call,
+    owner_rule,
+    plain,
+    properties_rule,
+)
 from .upower_map import power_state
 
 __all__ = ["DESCRIPTION", "UPowerSource"]
@@ -42,77 +50,19 @@ UPOWER = "org.freedesktop.UPower"
 MANAGER_PATH = "/org/freedesktop/UPower"
 DEVICE = "org.freedesktop.UPower.Device"
 DISPLAY_PATH = "/org/freedesktop/UPower/devices/DisplayDevice"
-PROPERTIES = "org.freedesktop.DBus.Properties"
-DBUS = "org.freedesktop.DBus"
-DBUS_PATH = "/org/freedesktop/DBus"
-DEFAULT_ADDRESS = "unix:path=/run/dbus/system_bus_socket"
 
 log = logging.getLogger("pysens.sources.upower")
-
-
-class _CallFailed(Exception):
-    """A D-Bus call got an error or no answer."""
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _address(bus_address: str | None) -> str:
-    return bus_address or os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or DEFAULT_ADDRESS
-
-
 def _rule(path: str) -> str:
-    return (f"type='signal',sender='{UPOWER}',interface='{PROPERTIES}',"
-            f"member='PropertiesChanged',path='{path}'")
+    return properties_rule(UPOWER, path=path)
 
 
-_OWNER_RULE = (f"type='signal',sender='{DBUS}',interface='{DBUS}',member='NameOwnerChanged',"
-               f"arg0='{UPOWER}'")
-
-
-async def _call(
-    bus: Any, destination: str, path: str, interface: str, member: str,
-    signature: str = "", body: Iterable[Any] = (), timeout: float = 10.0,
-    serial: int = 0,
-) -> list[Any]:
-    from dbus_fast import Message, MessageType
-
-    msg = Message(destination=destination, path=path, interface=interface, member=member,
-                  signature=signature, body=list(body), serial=serial)
-    try:
-        reply = await asyncio.wait_for(bus.call(msg), timeout)
-    except TimeoutError:
-        raise _CallFailed(f"{member} got no answer within {timeout:g} s") from None
-    except Exception as e:  # the bus dropped mid-call: dbus-fast raises several kinds
-        raise _CallFailed(f"{member} failed: {e or type(e).__name__}") from None
-    if reply is None:
-        raise _CallFailed(f"{member} failed: the bus connection is gone")
-    if reply.message_type == MessageType.ERROR:
-        text = reply.body[0] if reply.body else ""
-        raise _CallFailed(f"{member} failed: {reply.error_name}: {text}")
-    return list(reply.body)
-
-
-async def _connect(address: str, timeout: float) -> Any:
-    from dbus_fast.aio import MessageBus
-
-    bus = MessageBus(bus_address=address)
-    await asyncio.wait_for(bus.connect(), timeout)
-    return bus
-
-
-async def _upower_present(bus: Any, timeout: float) -> bool:
-    """UPower owns its name now, or the bus can start it."""
-    (has_owner,) = await _call(bus, DBUS, DBUS_PATH, DBUS, "NameHasOwner", "s", [UPOWER],
-                               timeout=timeout)
-    if has_owner:
-        return True
-    (names,) = await _call(bus, DBUS, DBUS_PATH, DBUS, "ListActivatableNames", timeout=timeout)
-    return UPOWER in names
-
-
-class UPowerSource:
+class UPowerSource(BusSource):
     """A :class:`~pysens.sources.Source` of :class:`PowerState` from UPower (module text).
 
     ``bus_address`` defaults to ``$DBUS_SYSTEM_BUS_ADDRESS``, else the standard system bus.
@@ -120,18 +70,17 @@ class UPowerSource:
     """
 
     name = "upower"
+    bus_name = UPOWER
+    missing = "no upowerd running"
 
     def __init__(
         self, bus_address: str | None = None, *, host: str | None = None,
         call_timeout: float = 10.0, max_backoff: float = 5.0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.address = _address(bus_address)
+        self._init_bus(bus_address, call_timeout, max_backoff)
         self.host = host
-        self.call_timeout = call_timeout
-        self.max_backoff = max_backoff
         self._clock = clock or _now
-        self._bus: Any = None
         self._queue: asyncio.Queue[tuple[str, datetime, Any]] = asyncio.Queue()
         self._manager: dict[str, Any] = {}
         self._display: dict[str, Any] = {}
@@ -148,8 +97,6 @@ class UPowerSource:
         self._seen = False
         self._settling = False
         self._last: tuple[bool, int | None, bool] | None = None
-        self._closing = False
-        self._disconnect_watch: asyncio.Future[Any] | None = None
         self._warned_body = False
         self._warned: set[tuple[str, str]] = set()
         #: Set once :meth:`watch` has subscribed and read the first state.
@@ -158,23 +105,7 @@ class UPowerSource:
     @classmethod
     async def probe(cls, bus_address: str | None = None, **_options: Any) -> str | None:
         """None when UPower is on (or can be started by) the system bus, else why not."""
-        try:
-            import dbus_fast  # noqa: F401
-        except ImportError:
-            return "dbus-fast is not installed (pip install 'pysens[linux]')"
-        address = _address(bus_address)
-        try:
-            bus = await _connect(address, 2.0)
-        except Exception as e:  # any failure to connect means "not here", with its reason
-            return f"the system bus at {address} is not reachable ({e or type(e).__name__})"
-        try:
-            if await _upower_present(bus, 2.0):
-                return None
-            return f"{UPOWER} is not on the system bus at {address} (no upowerd running)"
-        except _CallFailed as e:
-            return f"the system bus at {address} did not answer ({e})"
-        finally:
-            bus.disconnect()
+        return await cls._probe_bus(bus_address)
 
     # -- the Source protocol ---------------------------------------------------------------
 
@@ -214,12 +145,7 @@ class UPowerSource:
 
     async def aclose(self) -> None:
         """Disconnect from the bus and stop watching."""
-        self._closing = True
-        if self._disconnect_watch is not None:
-            self._disconnect_watch.cancel()
-        if self._bus is not None:
-            self._bus.disconnect()
-            self._bus = None
+        self._close_bus()
         self._queue.put_nowait(("stop", self._clock(), None))
 
     # -- state -----------------------------------------------------------------------------
@@ -238,67 +164,17 @@ class UPowerSource:
 
     # -- the connection --------------------------------------------------------------------
 
-    async def _first_connect(self) -> None:
-        try:
-            import dbus_fast  # noqa: F401
-        except ImportError:
-            raise SourceUnavailable(
-                "the upower source needs dbus-fast (pip install 'pysens[linux]')") from None
-        try:
-            present = await self._connect()
-        except _CallFailed as e:
-            raise SourceUnavailable(f"the system bus at {self.address} did not answer ({e})"
-                                    ) from None
-        except Exception as e:  # socket missing, refused, auth failed: all mean "not here"
-            raise SourceUnavailable(
-                f"cannot connect to the system bus at {self.address} ({e or type(e).__name__})"
-            ) from None
-        if not present:
-            await self.aclose()
-            raise SourceUnavailable(f"{UPOWER} is not on the system bus at {self.address} "
-                                    "(no upowerd running)")
+    def _rules(self) -> tuple[str, ...]:
+        return (owner_rule(UPOWER), _rule(MANAGER_PATH), _rule(self._display_path))
 
-    async def _connect(self) -> bool:
-        """Connect and subscribe; say whether UPower is there."""
-        bus = await _connect(self.address, self.call_timeout)
-        bus.add_message_handler(lambda msg: self._on_message(bus, msg))
-        try:
-            for rule in (_OWNER_RULE, _rule(MANAGER_PATH), _rule(self._display_path)):
-                await _call(bus, DBUS, DBUS_PATH, DBUS, "AddMatch", "s", [rule],
-                            self.call_timeout)
-            present = await _upower_present(bus, self.call_timeout)
-        except BaseException:
-            bus.disconnect()
-            raise
-        self._bus = bus
-        watch = asyncio.ensure_future(bus.wait_for_disconnect())
-        self._disconnect_watch = watch
-
-        def lost(fut: asyncio.Future[Any]) -> None:
-            if not fut.cancelled():
-                fut.exception()  # consumed: a dropped bus is reported as "lost", not raised
-            if not self._closing:
-                self._queue.put_nowait(("lost", self._clock(), bus))
-
-        watch.add_done_callback(lost)
-        return present
+    def _on_bus_lost(self, bus: Any) -> None:
+        self._queue.put_nowait(("lost", self._clock(), bus))
 
     async def _reconnect(self) -> bool:
-        log.warning("lost the system bus at %s; reconnecting", self.address)
-        self._bus = None
-        delay = 0.05
-        while not self._closing:
-            try:
-                await self._connect()
-            except Exception as e:  # any failure: try again later
-                log.debug("reconnecting to %s failed: %s", self.address, e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
-                continue
-            log.warning("reconnected to the system bus at %s", self.address)
-            await self._read_all()
-            return True
-        return False
+        if await self._reconnect_bus() is None:
+            return False
+        await self._read_all()
+        return True
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -306,17 +182,16 @@ class UPowerSource:
         """Both objects, afresh (the start, UPower back on the bus, a new bus connection)."""
         self._resync = False
         try:
-            (path,) = await _call(self._bus, UPOWER, MANAGER_PATH, UPOWER, "GetDisplayDevice",
-                                  timeout=self.call_timeout)
-        except _CallFailed as e:
+            (path,) = await bus_call(self._bus, UPOWER, MANAGER_PATH, UPOWER,
+                                     "GetDisplayDevice", timeout=self.call_timeout)
+        except CallFailed as e:
             log.debug("GetDisplayDevice: %s; using %s", e, DISPLAY_PATH)
             path = DISPLAY_PATH
         if isinstance(path, str) and path != self._display_path:
             self._display_path = path
             try:
-                await _call(self._bus, DBUS, DBUS_PATH, DBUS, "AddMatch", "s", [_rule(path)],
-                            self.call_timeout)
-            except _CallFailed as e:
+                await add_matches(self._bus, [_rule(path)], self.call_timeout)
+            except CallFailed as e:
                 log.warning("cannot subscribe to UPower's %s: %s", path, e)
         await self._read(MANAGER_PATH)
         await self._read(self._display_path)
@@ -331,9 +206,9 @@ class UPowerSource:
         serial = bus.next_serial()
         self._awaiting.add(serial)
         try:
-            (props,) = await _call(bus, UPOWER, path, PROPERTIES, "GetAll", "s", [interface],
-                                   self.call_timeout, serial=serial)
-        except _CallFailed as e:
+            (props,) = await bus_call(bus, UPOWER, path, PROPERTIES, "GetAll", "s",
+                                      [interface], self.call_timeout, serial=serial)
+        except CallFailed as e:
             log.warning("cannot read UPower's %s: %s", path, e)
             return
         finally:
@@ -350,7 +225,7 @@ class UPowerSource:
 
     # -- what the bus delivers (synchronously, in order) ---------------------------------------
 
-    def _on_message(self, bus: Any, msg: Any) -> None:
+    def _on_bus_message(self, bus: Any, msg: Any) -> None:
         if bus is not self._bus and self._bus is not None:
             return
         self._pos += 1

@@ -182,7 +182,7 @@ class WinPowerSource:
                                         ) from None
         await self._first_callbacks()
         first = self._translator.changed(self._clock(), existing=True)
-        assert first is not None
+        assert first is not None  # noqa: S101 - the first look always tells a state
         yield first
         while not self._closed:
             kind, time, data = await self._queue.get()
