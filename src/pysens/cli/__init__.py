@@ -29,6 +29,7 @@ COMMANDS: list[str] = [
     "importcmd",
     "collect",
     "serve",
+    "web",
     "subscriptions",
     "doctor",
 ]
