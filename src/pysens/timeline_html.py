@@ -169,7 +169,7 @@ def render_html(
     hi = max((s.logoff or open_end for s in spans), default=open_end)
     pad = max((hi - lo) * 0.01, timedelta(seconds=30))
     widest = max((len(_who(s)) + len(_sid(s)) for s in spans), default=20)
-    label_width = min(widest * 7 + 40, 360)
+    label_width = min(max(widest * 7 + 40, 150), 360)  # room for a host name too
     summary = (f"{len(spans)} session(s) on {len({s.host for s in spans})} host(s), "
                f"{_t(lo)} to {_t(hi)} UTC")
     model = {"lo": (lo - pad).timestamp(), "hi": (hi + pad).timestamp(),

@@ -81,7 +81,7 @@
     st.appendChild(badge);
     tr.appendChild(st);
     tr.appendChild(el('td', 'since', clock(r.since)));
-    tr.appendChild(el('td', 'client', r.client_name || (r.remote ? '?' : 'local')));
+    tr.appendChild(el('td', 'client', r.client_name || (r.remote ? '' : 'local')));
     tr.appendChild(el('td', 'addr', r.client_address || ''));
     tr.hidden = !!(view.host && r.host !== view.host);
     return tr;

@@ -213,25 +213,26 @@
     });
   };
 
-  /* Over a long extent, open where the sessions are: a window some forty typical sessions
-     wide holding the most session starts (the latest such), not a sliver per session. */
+  /* Over a long extent, open where the sessions are: of the windows some forty typical
+     sessions wide, the one holding the most session starts (the latest such), fitted to
+     those sessions -- not a sliver per session across months. */
   T.focus = function () {
-    var self = this, lens = [], starts = [], span = this.HI - this.LO;
-    this.eachSpan(function (s) {
-      lens.push((s.logoff !== null ? s.logoff : self.openEnd) - s.start);
-      starts.push(s.start);
-    });
-    if (!lens.length || span < 6 * 3600) { return; }
-    lens.sort(function (a, b) { return a - b; });
+    var self = this, items = [], span = this.HI - this.LO;
+    this.eachSpan(function (s) { items.push([s.start, s.logoff !== null ? s.logoff : self.openEnd]); });
+    if (!items.length || span < 6 * 3600) { return; }
+    var lens = items.map(function (x) { return x[1] - x[0]; }).sort(function (a, b) { return a - b; });
     var med = Math.max(lens[Math.floor(lens.length / 2)], 60);
     if (med * 200 > span) { return; }
-    var w = Math.min(Math.max(med * 40, 3600), span), best = -1, at = this.LO, j = 0, i;
-    starts.sort(function (a, b) { return a - b; });
-    for (i = 0; i < starts.length; i++) {
-      while (starts[i] - starts[j] > w) { j++; }
-      if (i - j + 1 >= best) { best = i - j + 1; at = starts[j]; }
+    var w = Math.min(Math.max(med * 40, 3600), span), best = -1, from = 0, to = 0, j = 0, i;
+    items.sort(function (a, b) { return a[0] - b[0]; });
+    for (i = 0; i < items.length; i++) {
+      while (items[i][0] - items[j][0] > w) { j++; }
+      if (i - j + 1 >= best) { best = i - j + 1; from = j; to = i; }
     }
-    this.lo = at - w * 0.05; this.hi = at + w * 1.05;
+    var a = items[from][0], b = a;
+    for (i = from; i <= to; i++) { b = Math.max(b, items[i][1]); }
+    var pad = Math.max((b - a) * 0.05, med / 2);
+    this.lo = a - pad; this.hi = b + pad;
     this.focused = true;
   };
 
@@ -336,9 +337,21 @@
     strip._vp = vp;
     strip._tip = 'where the sessions of ' + e.host + ' are: click to go there';
     strip.addEventListener('click', function (ev) {
-      var r = strip.getBoundingClientRect(), f = (ev.clientX - r.left) / r.width,
-        t = self.LO + f * (self.HI - self.LO), half = (self.hi - self.lo) / 2;
-      self.setView(t - half, t + half, true);
+      var r = strip.getBoundingClientRect(), k = Math.floor((ev.clientX - r.left) / r.width * BUCKETS),
+        best = -1, d;
+      // to the nearest stretch with sessions, not into an empty one next to it
+      for (d = 0; d < BUCKETS && best < 0; d++) {
+        if (counts[k - d]) { best = k - d; } else if (counts[k + d]) { best = k + d; }
+      }
+      if (best < 0) { best = k; }
+      // the view keeps its width and opens on the first session active in that stretch
+      var a = self.LO + best * w, b = a + w, t = a, width = self.hi - self.lo;
+      (self.byHost[e.host] || []).some(function (s) {
+        var end = s.logoff !== null ? s.logoff : self.openEnd;
+        if (end >= a && s.start < b) { t = Math.max(s.start, a); return true; }
+        return false;
+      });
+      self.setView(t - width * 0.05, t + width * 0.95, true);
     });
     track.appendChild(strip);
     row.appendChild(track);
