@@ -101,6 +101,8 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         #: Bytes each page may have waiting (see :class:`Subscriber`).
         self.queue_limit = QUEUE_LIMIT
+        # The snapshot of an unfiltered page, serialized once until something changes.
+        self._cached: bytes | None = None
         #: Called after each applied event (the benchmark's and tests' hook).
         self.on_change: Callable[[SensEvent], None] | None = None
 
@@ -111,6 +113,7 @@ class Hub:
         change = self.view.apply(event)
         if change is None:
             return
+        self._cached = None
         if self.subscribers:
             common = _dumps(change.common_json())
             with_event = sse("change", b'{"e":' + _dumps(event.to_json()) + b"," + common[1:])
@@ -128,6 +131,7 @@ class Hub:
     def replace(self, view: LiveView) -> None:
         """A whole new picture (the source reconnected): every page starts from it."""
         self.view = view
+        self._cached = None
         for sub in self.subscribers:
             sub.resync = True
             sub.wake()
@@ -138,6 +142,7 @@ class Hub:
         if new == self.status:
             return
         self.status = new
+        self._cached = None
         data = sse("status", _dumps(new))
         for sub in self.subscribers:
             sub.offer(data)
@@ -161,5 +166,11 @@ class Hub:
                 **self.view.snapshot(predicate)}
 
     def snapshot_sse(self, predicate: Predicate | None) -> bytes:
-        """:meth:`snapshot` as one Server-Sent Event."""
-        return sse("snapshot", _dumps(self.snapshot(predicate)))
+        """The server's clock (``clock``), then :meth:`snapshot` as one Server-Sent Event
+        (kept serialized for unfiltered pages until the picture changes)."""
+        clock = sse("clock", _dumps({"now": format_time(datetime.now(UTC))}))
+        if predicate is not None:
+            return clock + sse("snapshot", _dumps(self.snapshot(predicate)))
+        if self._cached is None:
+            self._cached = sse("snapshot", _dumps(self.snapshot(None)))
+        return clock + self._cached

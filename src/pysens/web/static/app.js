@@ -83,38 +83,80 @@
     tr.appendChild(el('td', 'since', clock(r.since)));
     tr.appendChild(el('td', 'client', r.client_name || (r.remote ? '' : 'local')));
     tr.appendChild(el('td', 'addr', r.client_address || ''));
-    tr.hidden = !!(view.host && r.host !== view.host);
     return tr;
   }
+  /* At most CAP rows are in the page (a table of ten thousand takes the browser seconds to
+     lay out, and nobody reads it): the first CAP in order, then a line saying how many more,
+     with a button to show them all. A host picked in the overview narrows the table first. */
+  var CAP = 500, showAll = false;
+  function shown(r) { return !view.host || r.host === view.host; }
+  function shownOrder() { return view.host ? order.filter(shown) : order; }
+  function limit() { return showAll ? Infinity : CAP; }
   function setRows(list) {
-    var body = $('sessions').tBodies[0], frag = document.createDocumentFragment();
-    rows = {}; order = list.slice().sort(function (a, b) { return before(a, b) ? -1 : before(b, a) ? 1 : 0; });
-    order.forEach(function (r) { var tr = drawRow(r); rows[r.id] = {r: r, tr: tr}; frag.appendChild(tr); });
+    rows = {};
+    order = list.slice().sort(function (a, b) { return before(a, b) ? -1 : before(b, a) ? 1 : 0; });
+    order.forEach(function (r) { rows[r.id] = {r: r, tr: null}; });
+  }
+  function renderRows() {
+    var body = $('sessions').tBodies[0], frag = document.createDocumentFragment(), list = shownOrder();
+    order.forEach(function (r) { rows[r.id].tr = null; });
+    list.slice(0, limit()).forEach(function (r) { var tr = drawRow(r); rows[r.id].tr = tr; frag.appendChild(tr); });
     body.textContent = '';
     body.appendChild(frag);
+    footer(list.length);
     countRows();
+  }
+  function footer(total) {
+    var foot = $('sessions').tFoot || $('sessions').createTFoot(), more = total - Math.min(total, limit());
+    foot.textContent = '';
+    if (more <= 0) { return; }
+    var tr = el('tr', 'more'), td = el('td', null, '\u2026 and ' + more + ' more session(s) ');
+    td.colSpan = 7;
+    var b = el('button', null, 'show all');
+    b.type = 'button';
+    b.addEventListener('click', function () { showAll = true; renderRows(); });
+    td.appendChild(b);
+    tr.appendChild(td);
+    foot.appendChild(tr);
   }
   function upsertRow(r) {
     var body = $('sessions').tBodies[0], old = rows[r.id], tr = drawRow(r);
     tr.className = 'flash';
     if (old) {
-      body.replaceChild(tr, old.tr);
       order[order.indexOf(old.r)] = r;
-    } else {
-      var lo = 0, hi = order.length;
-      while (lo < hi) { var mid = (lo + hi) >> 1; if (before(order[mid], r)) { lo = mid + 1; } else { hi = mid; } }
-      body.insertBefore(tr, lo < order.length ? rows[order[lo].id].tr : null);
-      order.splice(lo, 0, r);
+      rows[r.id] = {r: r, tr: old.tr ? tr : null};
+      if (old.tr) { body.replaceChild(tr, old.tr); }
+      countRows();
+      return;
     }
-    rows[r.id] = {r: r, tr: tr};
+    var lo = 0, hi = order.length;
+    while (lo < hi) { var mid = (lo + hi) >> 1; if (before(order[mid], r)) { lo = mid + 1; } else { hi = mid; } }
+    order.splice(lo, 0, r);
+    rows[r.id] = {r: r, tr: null};
+    if (shown(r)) {
+      var list = shownOrder(), at = list.indexOf(r);
+      if (at < limit()) {
+        var next = list[at + 1];
+        body.insertBefore(tr, next && rows[next.id].tr ? rows[next.id].tr : null);
+        rows[r.id].tr = tr;
+        var cut = list[limit()];  // one too many in the page now
+        if (cut && rows[cut.id].tr) { body.removeChild(rows[cut.id].tr); rows[cut.id].tr = null; }
+      }
+      footer(list.length);
+    }
     countRows();
   }
   function removeRow(id) {
-    var old = rows[id];
+    var old = rows[id], body = $('sessions').tBodies[0];
     if (!old) { return; }
-    old.tr.parentNode.removeChild(old.tr);
     order.splice(order.indexOf(old.r), 1);
     delete rows[id];
+    if (old.tr) {
+      body.removeChild(old.tr);
+      var list = shownOrder(), last = list[limit() - 1];  // the next one moves up into the page
+      if (last && !rows[last.id].tr) { var tr = drawRow(last); rows[last.id].tr = tr; body.appendChild(tr); }
+    }
+    if (shown(old.r)) { footer(shownOrder().length); }
     countRows();
   }
   function countRows() {
@@ -197,7 +239,7 @@
   function applyHost() {
     $('hostsel').hidden = !view.host;
     $('hostname').textContent = view.host || '';
-    order.forEach(function (r) { rows[r.id].tr.hidden = !!(view.host && r.host !== view.host); });
+    renderRows();
     var lis = $('events').children;
     for (var i = 0; i < lis.length; i++) {
       var h = lis[i].children[1].textContent;
@@ -250,7 +292,6 @@
   function onSnapshot(msg) {
     var d = JSON.parse(msg.data);
     mode = d.mode;
-    offset = TL.parseT(d.now) - Date.now() / 1000;
     $('title').textContent = d.title;
     document.title = 'pysens live: ' + d.title;
     $('overview-panel').hidden = mode !== 'fleet';
@@ -265,6 +306,7 @@
     if (firstSnapshot && view.zoom) { tl.setView(view.zoom[0], view.zoom[1], true); }
     firstSnapshot = false;
     applyHost();
+    if (!window.sensReadyMs) { window.sensReadyMs = performance.now(); }  // benchmarks read it
     document.body.setAttribute('data-ready', '1');
   }
   function onChange(msg) {
@@ -281,6 +323,9 @@
     if (source) { source.close(); }
     var url = '/api/stream' + (view.filter ? '?filter=' + encodeURIComponent(view.filter) : '');
     source = new EventSource(url);
+    source.addEventListener('clock', function (msg) {
+      offset = TL.parseT(JSON.parse(msg.data).now) - Date.now() / 1000;
+    });
     source.addEventListener('snapshot', onSnapshot);
     source.addEventListener('change', onChange);
     source.addEventListener('status', function (msg) {
