@@ -533,7 +533,13 @@
     this.now = t;
     if (this.live) { this.openEnd = t; }
     this.extent();
-    this.place();
+    var tenth = Math.floor(t / 10);
+    if (this.live && tenth !== this.redrawn) {
+      this.redrawn = tenth;
+      this.render(true);  // the density strips follow the extent as it grows
+    } else {
+      this.place();
+    }
   };
 
   /* -- the mouse: tooltips, drag to zoom, wheel -------------------------------------- */
