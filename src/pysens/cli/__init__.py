@@ -30,6 +30,7 @@ COMMANDS: list[str] = [
     "collect",
     "forward",
     "serve",
+    "web",
     "subscriptions",
     "doctor",
 ]

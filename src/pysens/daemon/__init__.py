@@ -3,7 +3,13 @@ subscribers, sinks and forwarders; :mod:`.config` reads its file; the local sock
 :mod:`.protocol` (the requests), :mod:`.server` (the daemon's side) and :mod:`.client` (the
 ``sens`` commands' side)."""
 
-from .client import DaemonClient
+from .client import AsyncDaemonClient, DaemonClient
 from .protocol import DaemonError, SocketBackend, default_socket_path
 
-__all__ = ["DaemonClient", "DaemonError", "SocketBackend", "default_socket_path"]
+__all__ = [
+    "AsyncDaemonClient",
+    "DaemonClient",
+    "DaemonError",
+    "SocketBackend",
+    "default_socket_path",
+]

@@ -1,17 +1,28 @@
-"""The client side of the daemon's local socket, for the ``sens`` commands (blocking)."""
+"""The client side of the daemon's local socket: :class:`DaemonClient` for the ``sens`` commands
+(blocking) and :class:`AsyncDaemonClient` for asyncio code (``sens web``). Both speak
+:mod:`.protocol`'s lines and check its answers the same way."""
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..events import SensEvent
-from .protocol import LINE_LIMIT, DaemonError, default_socket_path, dump
+from .protocol import (
+    LINE_LIMIT,
+    DaemonError,
+    checked,
+    default_socket_path,
+    dump,
+    event_of,
+    parse_reply,
+)
 
-__all__ = ["DaemonClient"]
+__all__ = ["AsyncDaemonClient", "DaemonClient"]
 
 
 class DaemonClient:
@@ -51,16 +62,7 @@ class DaemonClient:
             line = self._file.readline(LINE_LIMIT)
         except OSError as e:
             raise DaemonError(f"the daemon on {self.path} did not answer: {e}") from None
-        if not line:
-            raise DaemonError(f"the daemon on {self.path} hung up")
-        try:
-            reply = json.loads(line)
-        except ValueError:
-            raise DaemonError(f"the daemon on {self.path} sent something that is not JSON") \
-                from None
-        if not isinstance(reply, dict):
-            raise DaemonError(f"the daemon on {self.path} sent something that is not an object")
-        return reply
+        return parse_reply(line, self.path)
 
     def request(self, req: dict[str, Any]) -> dict[str, Any]:
         """Send ``req``; its answer, or DaemonError with the daemon's sentence."""
@@ -75,17 +77,71 @@ class DaemonClient:
                                   f"{e.strerror}") from None
         else:
             reply = self._read()
-        if not reply.get("ok"):
-            raise DaemonError(str(reply.get("error", "the daemon refused")),
-                              int(reply.get("status", 1)))
-        return reply
+        return checked(reply)
 
     def watch(self, criteria: str | None = None) -> Iterator[SensEvent]:
         """Events as the daemon journals them (blocks; no time limit between events)."""
         self.request({"op": "watch", "filter": criteria})
         self.sock.settimeout(None)
         while True:
-            reply = self._read()
-            if "event" not in reply:
-                raise DaemonError(str(reply.get("error", "the daemon ended the watch")))
-            yield SensEvent.from_json(reply["event"])
+            yield event_of(self._read(), self.path)
+
+
+class AsyncDaemonClient:
+    """One asyncio connection to the daemon; use :meth:`connect`."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 path: Path) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.path = path
+
+    @classmethod
+    async def connect(cls, path: str | Path | None = None,
+                      timeout: float = 5) -> AsyncDaemonClient:  # noqa: ASYNC109 - connecting must end
+        """Connect to the daemon on ``path`` (default socket); DaemonError (one sentence) when
+        none answers."""
+        p = Path(path) if path is not None else default_socket_path()
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(str(p), limit=LINE_LIMIT), timeout)
+        except (OSError, TimeoutError) as e:
+            why = getattr(e, "strerror", None) or "no answer"
+            raise DaemonError(f"no sens serve answers on {p} ({why})") from None
+        return cls(reader, writer, p)
+
+    async def aclose(self) -> None:
+        """Hang up."""
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+    async def _read(self) -> dict[str, Any]:
+        try:
+            line = await self._reader.readline()
+        except (OSError, ValueError) as e:  # ValueError: a line over the limit
+            raise DaemonError(f"the daemon on {self.path} broke off: {e}") from None
+        return parse_reply(line, self.path)
+
+    async def request(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Send ``req``; its answer, or DaemonError with the daemon's sentence."""
+        try:
+            self._writer.write(dump(req))
+            await self._writer.drain()
+        except OSError as e:
+            raise DaemonError(f"cannot talk to the daemon on {self.path}: {e}") from None
+        return checked(await self._read())
+
+    async def start_watch(self, criteria: str | None = None) -> None:
+        """Ask for events from now on (then read them with :meth:`next_event`)."""
+        await self.request({"op": "watch", "filter": criteria})
+
+    async def next_event(self) -> SensEvent:
+        """The next event of a watch; DaemonError when the daemon hangs up or ends it."""
+        return event_of(await self._read(), self.path)
+
+    async def watch(self, criteria: str | None = None) -> AsyncIterator[SensEvent]:
+        """Events as the daemon journals them, until it hangs up (DaemonError then)."""
+        await self.start_watch(criteria)
+        while True:
+            yield await self.next_event()

@@ -29,7 +29,16 @@ from typing import Any, Protocol
 from ..criteria import Criteria
 from ..events import SensEvent
 
-__all__ = ["LINE_LIMIT", "DaemonError", "SocketBackend", "default_socket_path", "dump"]
+__all__ = [
+    "LINE_LIMIT",
+    "DaemonError",
+    "SocketBackend",
+    "checked",
+    "default_socket_path",
+    "dump",
+    "event_of",
+    "parse_reply",
+]
 
 #: A publish request carries up to a few thousand events on one line.
 LINE_LIMIT = 64 * 1024 * 1024
@@ -87,3 +96,37 @@ class SocketBackend(Protocol):
 def dump(obj: dict[str, Any]) -> bytes:
     """One protocol line: ``obj`` as JSON and a newline."""
     return (json.dumps(obj, ensure_ascii=False, default=str) + "\n").encode()
+
+
+def parse_reply(line: bytes, path: Path) -> dict[str, Any]:
+    """One answer line of the daemon on ``path`` as an object; DaemonError (one sentence) when
+    it hung up (an empty line) or sent something else."""
+    if not line:
+        raise DaemonError(f"the daemon on {path} hung up")
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        raise DaemonError(f"the daemon on {path} sent something that is not JSON") from None
+    if not isinstance(reply, dict):
+        raise DaemonError(f"the daemon on {path} sent something that is not an object")
+    return reply
+
+
+def checked(reply: dict[str, Any]) -> dict[str, Any]:
+    """``reply`` when it says ok, else DaemonError with the daemon's sentence and status."""
+    if not reply.get("ok"):
+        raise DaemonError(str(reply.get("error", "the daemon refused")),
+                          int(reply.get("status", 1)))
+    return reply
+
+
+def event_of(reply: dict[str, Any], path: Path) -> SensEvent:
+    """The event a watch line carries; DaemonError when the daemon ended the watch instead."""
+    from ..events import EventError
+
+    if "event" not in reply:
+        raise DaemonError(str(reply.get("error", "the daemon ended the watch")))
+    try:
+        return SensEvent.from_json(reply["event"])
+    except (EventError, TypeError) as e:
+        raise DaemonError(f"the daemon on {path} sent a bad event: {e}") from None

@@ -257,6 +257,22 @@ class Store:
                 if event is not None:
                     yield event
 
+    def newer(self, mark: int | None, limit: int = 5000) -> tuple[list[SensEvent], int]:
+        """The events stored since ``mark`` (what an earlier call returned; None: from now on,
+        none yet) and the mark to pass next time; for a live view that follows the store.
+
+        Here (PostgreSQL) the mark is an event time: the events of the minute before it are
+        read again (the caller drops the ids it has), and one stored late with an older time
+        is missed. :class:`SqliteStore` follows the insertion order instead and misses none."""
+        p = self._ph()
+        if mark is None:
+            row = self._select("SELECT coalesce(max(time_us), 0) FROM events", ())
+            return [], int(row[0][0])
+        rows = self._select(f"SELECT time_us, id, seq, body FROM events WHERE time_us >= {p}"  # noqa: S608 - placeholders only; the SQL text is this module's own
+                            f" ORDER BY {_ORDER} LIMIT {int(limit)}", (mark - 60_000_000,))
+        out = [e for _, i, q, b in rows if (e := self._event(i, q, b, None)) is not None]
+        return out, max([mark, *(int(r[0]) for r in rows)])
+
     def close(self) -> None:
         """Close the connection."""
 
@@ -314,6 +330,15 @@ class SqliteStore(Store):
                     db.execute("ROLLBACK")
                 raise StoreError(f"cannot write to the store {self.path}: {e}") from None
         return inserted
+
+    def newer(self, mark: int | None, limit: int = 5000) -> tuple[list[SensEvent], int]:
+        """See :meth:`Store.newer`; here the mark is the last row read (insertion order)."""
+        if mark is None:
+            return [], int(self._select("SELECT coalesce(max(rowid), 0) FROM events", ())[0][0])
+        rows = self._select("SELECT rowid, id, seq, body FROM events WHERE rowid > ?"  # noqa: S608 - placeholders only; the SQL text is this module's own
+                            f" ORDER BY rowid LIMIT {int(limit)}", (mark,))
+        out = [e for _, i, q, b in rows if (e := self._event(i, q, b, None)) is not None]
+        return out, int(rows[-1][0]) if rows else mark
 
     def _select(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._lock:
