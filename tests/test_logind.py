@@ -306,7 +306,8 @@ async def test_sens_watch_end_to_end(logind: LogindWorld, tmp_path: Path) -> Non
            "SENS_SOCKET": str(tmp_path / "none.sock"), "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pysens.cli", "watch", "--source", "auto", "--json",
-        "--include-existing", stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        "--include-existing", "--class", "ISensLogon2", "--class", "ISensLogon",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )
     assert proc.stdout is not None and proc.stderr is not None
     try:

@@ -165,6 +165,8 @@ class EventSystem:
         every class (each event once). Raises ValueError for a bad class or method,
         CriteriaError for bad criteria, TypeError for a target whose methods have the wrong
         signature."""
+        if per_user and not owner:
+            raise ValueError("a per_user subscription needs an owner")
         if event_class is None:
             if method or not callable(target) or _implements_any(target):
                 raise ValueError("a subscription to every class takes a plain callable and no "
@@ -188,8 +190,6 @@ class EventSystem:
             if not _class_has(cls, m):
                 raise ValueError(f"{cls}.{method} does not exist; {cls} has "
                                  f"{', '.join(x.value for x in CLASS_METHODS[cls])}")
-        if per_user and not owner:
-            raise ValueError("a per_user subscription needs an owner")
         crit = compile_criteria(criteria) if isinstance(criteria, str) else criteria
         handlers, is_async = _handlers(target, cls, m)
         return self._add(Subscription(

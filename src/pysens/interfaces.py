@@ -58,7 +58,9 @@ class SensLogon:
 
 
 class SensNetwork:
-    """ISensNetwork (no source fires it yet); parameters come from the event's ``raw``."""
+    """Subclass and override the ISensNetwork methods you want (``connection_made`` …); the
+    arguments are the event's ``connection``, ``connection_type``, ``qoc`` and
+    ``destination``."""
 
     def connection_made(self, connection: str, type_: int, qoc_info: Any) -> Any:
         """A network connection was made."""
@@ -81,7 +83,8 @@ class SensNetwork:
 
 
 class SensOnNow:
-    """ISensOnNow (no source fires it yet); parameters come from the event's ``raw``."""
+    """Subclass and override the ISensOnNow methods you want (``on_battery_power`` …); the
+    percentage is the event's ``battery_percent``."""
 
     def on_ac_power(self) -> Any:
         """The machine runs on AC power."""

@@ -21,12 +21,13 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from typing import Any
 
-from .events import SensEvent
+from .events import EventClass, SensEvent
 from .observations import SessionRecord
-from .sources import Source, choose_source
+from .sources import Source, choose_sources
+from .sources.merge import MergedSource
 from .tracker import Tracker
 
 __all__ = ["awatch", "snapshot_sessions", "tracked_events", "watch"]
@@ -48,32 +49,48 @@ async def snapshot_sessions(source: Source, tracker: Tracker) -> Tracker:
 
 
 async def awatch(
-    source: str = "auto", *, criteria: str | None = None, include_existing: bool = False,
-    on_start: Callable[[str, str | None], None] | None = None, **options: Any,
+    source: str = "auto", *, classes: Iterable[EventClass | str] | None = None,
+    criteria: str | None = None, include_existing: bool = False,
+    on_start: Callable[[str, str | None], None] | None = None,
+    network: dict[str, Any] | None = None, power: dict[str, Any] | None = None,
+    **options: Any,
 ) -> AsyncIterator[SensEvent]:
-    """This host's SENS events as they happen, from ``source`` (``auto``: what this host has;
-    or a source name, or a JSON-lines file to replay).
+    """This host's SENS events as they happen, from ``source`` (``auto``: what this host has
+    -- its logon source, and its network and power where it can report them; or one source's
+    name, or a JSON-lines file to replay).
 
-    ``criteria`` (MS-COMEV filter text) keeps only the matching events; ``include_existing``
-    reports the sessions open at start as Logon (and Disconnect when detached); ``on_start``
-    is told the source's name and, for ``auto``, why it was picked. Further ``options`` go to
-    the source. Raises :class:`~pysens.sources.SourceUnavailable` when it cannot run here and
-    :class:`~pysens.criteria.CriteriaError` for bad criteria, before the first event.
+    ``classes`` keeps the events of these SENS event classes (default: all four) and, with
+    ``auto``, opens only the sources they need; ``criteria`` (MS-COMEV filter text) keeps only
+    the matching events; ``include_existing`` reports what is there at start (open sessions as
+    Logon, usable connections as ConnectionMade, the power state); ``on_start`` is told each
+    source's name and, for ``auto``, why it was picked (or, for a source left out, its name
+    and ``"not available: …"``). ``network`` / ``power`` are those sources' options; further
+    ``options`` go to the logon source. Raises :class:`~pysens.sources.SourceUnavailable`
+    when nothing can run here and :class:`~pysens.criteria.CriteriaError` for bad criteria,
+    before the first event.
     """
+    wanted = None if classes is None else {EventClass(str(c)) for c in classes}
     where = None
     if criteria is not None:
         from .criteria import compile_criteria
 
         where = compile_criteria(criteria).matches
-    src, name, why = await choose_source(source, **options)
+    chosen, skipped = await choose_sources(source, wanted, options=options, network=network,
+                                           power=power)
     if on_start is not None:
-        on_start(name, why)
+        for c in chosen:
+            on_start(c.name, c.why)
+        for name, why in skipped:
+            on_start(name, f"not available: {why}")
+    merged = MergedSource([c.source for c in chosen])
     try:
-        async for event in tracked_events(src, Tracker(include_existing=include_existing)):
+        async for event in tracked_events(merged, Tracker(include_existing=include_existing)):
+            if wanted is not None and not wanted.intersection(event.classes):
+                continue
             if where is None or where(event):
                 yield event
     finally:
-        await src.aclose()
+        await merged.aclose()
 
 
 _END = object()

@@ -23,6 +23,8 @@ __all__ = ["COMMANDS", "build_parser", "entry", "main"]
 COMMANDS: list[str] = [
     "watch",
     "sessions",
+    "network",
+    "power",
     "publish",
     "history",
     "timeline",

@@ -42,7 +42,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"  -> `--source auto` picks {available[0]}")
     else:
         problems += 1
-        print("  -> no live source here: `sens serve` would only journal published events")
+        print("  -> no logon source here: `sens serve` would only journal published events")
+    for name, what in (("network", "ISensNetwork"), ("power", "ISensOnNow")):
+        why = asyncio.run(probe(name))
+        if why is None:
+            print(f"  {name:<7} yes ({what} events)")
+        else:
+            print(f"  {name:<7} no: {escape(why)} (no {what} events; the logon sources are "
+                  "not affected)")
     path = getattr(args, "journal", None) or default_journal_path()
     try:
         with Journal(path) as journal:
@@ -59,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             with client:
                 hello = client.request({"op": "hello"})
+            missing = "".join(f"; no {k}: {v}" for k, v in
+                              (hello.get("unavailable") or {}).items())
             state = (f"daemon pid {hello.get('pid')} serving journal {hello.get('journal')}, "
-                     f"sources: {', '.join(hello.get('sources') or []) or 'none'}, "
+                     f"sources: {', '.join(hello.get('sources') or []) or 'none'}{missing}, "
                      f"{hello.get('subscriptions', 0)} subscription(s) delivering")
     except DaemonError as e:
         state = f"a daemon answers but refuses: {e}"

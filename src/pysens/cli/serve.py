@@ -10,6 +10,7 @@ from typing import Any
 from ..daemon.config import ConfigError, ForwardConfig, ServiceConfig, load_config
 from ..daemon.service import Service, ServiceError
 from .common import CliError
+from .network import parse_destination
 
 __all__ = ["register", "run"]
 
@@ -24,8 +25,18 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", metavar="FILE", help="a TOML configuration file")
     p.add_argument("--source", action="append", metavar="NAME",
-                   help="a live source (auto, logind, utmp, wts, FILE.jsonl, or none); "
+                   help="a logon source (auto, logind, utmp, wts, FILE.jsonl, or none: "
+                   "published events only, and no network or power source either unless asked); "
                    "repeatable; overrides [serve] sources")
+    p.add_argument("--network", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the network source (ISensNetwork); default: where this host has "
+                   "it; overrides [serve] network")
+    p.add_argument("--power", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the power source (ISensOnNow); default: where this host has it")
+    p.add_argument("--destination", action="append", metavar="HOST[:PORT]",
+                   type=parse_destination,
+                   help="fire DestinationReachable when it starts to answer (repeatable; adds "
+                   "to [[destination]])")
     p.add_argument("--forward", action="append", metavar="nats://HOST:PORT",
                    help="also ship the journal to this NATS JetStream (repeatable)")
     p.add_argument("--socket", metavar="PATH", help="the socket (default: $SENS_SOCKET, "
@@ -46,6 +57,16 @@ def build_config(args: argparse.Namespace) -> ServiceConfig:
         changes["socket"] = args.socket
     if args.source:
         changes["sources"] = tuple(args.source)
+    for kind in ("network", "power"):
+        if getattr(args, kind) is not None:
+            changes[kind] = getattr(args, kind)
+    if args.destination:
+        known = {d.name for d in cfg.destinations}
+        for d in args.destination:
+            if d.name in known:
+                raise CliError(f"--destination {d.name} is listed twice", 2)
+            known.add(d.name)
+        changes["destinations"] = cfg.destinations + tuple(args.destination)
     if args.forward:
         for url in args.forward:
             if not url.startswith(("nats://", "tls://")):

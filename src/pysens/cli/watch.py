@@ -4,28 +4,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from typing import Any
 
-from ..live import tracked_events
-from ..sources import Source, SourceUnavailable, choose_source, live_names
+from ..events import EventClass
+from ..live import awatch
+from ..sources import CLASS_SOURCES, Source, SourceUnavailable, choose_source, live_names
 from ..sources.replay import LineError
-from ..tracker import Tracker
 from .common import CliError, compile_filter, print_event
 
-__all__ = ["add_utmp_option", "open_chosen_source", "register", "run", "utmp_options"]
+__all__ = [
+    "add_utmp_option",
+    "class_criteria",
+    "open_chosen_source",
+    "register",
+    "run",
+    "utmp_options",
+]
+
+log = logging.getLogger("pysens.cli")
 
 
 def register(sub: Any) -> None:
     """Add ``watch`` to the ``sens`` parser."""
     p = sub.add_parser(
-        "watch", help="show logon, logoff, disconnect and reconnect events as they happen",
-        description="Show SENS events as they happen. With --source auto, pysens picks what this "
-        "host has (logind, else utmp; WTS on Windows) and says which on stderr. A FILE.jsonl "
-        "(or -) replays events written as JSON lines.",
+        "watch", help="show logon, disconnect, network and power events as they happen",
+        description="Show SENS events as they happen: logon, logoff, disconnect, reconnect, "
+        "lock (ISensLogon2, ISensLogon), connections made and lost, destinations reachable "
+        "(ISensNetwork), AC and battery (ISensOnNow). With --source auto, pysens watches what "
+        "this host has (logind, else utmp, WTS on Windows; rtnetlink and NetworkManager; "
+        "UPower, else sysfs) and says which on stderr; a running `sens serve` is watched "
+        "instead when there is one. A FILE.jsonl (or -) replays events written as JSON lines.",
     )
-    p.add_argument("--source", default="auto", metavar="auto|logind|utmp|wts|FILE.jsonl",
+    p.add_argument("--source", default="auto",
+                   metavar="auto|logind|utmp|wts|network|power|FILE.jsonl",
                    help="where events come from (default: auto)")
+    p.add_argument("--class", dest="classes", action="append", metavar="CLASS",
+                   type=_event_class,
+                   help="only this event class: ISensLogon2, ISensLogon, ISensNetwork or "
+                   "ISensOnNow (repeatable; default: all four)")
     p.add_argument("--filter", metavar="CRITERIA",
                    help="MS-COMEV filter, e.g. \"bstrUserName = 'alice' AND NOT remote = TRUE\"")
     p.add_argument("--json", action="store_true", help="one JSON event object per line")
@@ -33,6 +51,22 @@ def register(sub: Any) -> None:
                    help="fire Logon for sessions already open when watching starts")
     add_utmp_option(p)
     p.set_defaults(run=run)
+
+
+def _event_class(text: str) -> EventClass:
+    for c in EventClass:
+        if c.value.lower() == text.lower():
+            return c
+    raise argparse.ArgumentTypeError(
+        f"unknown event class {text!r} (ISensLogon2, ISensLogon, ISensNetwork, ISensOnNow)")
+
+
+def class_criteria(classes: list[EventClass] | None, text: str | None) -> str | None:
+    """``--filter`` text narrowed to ``--class`` (for a daemon, which takes one criteria)."""
+    if not classes:
+        return text
+    only = " OR ".join(f"classes = '{c.value}'" for c in classes)
+    return f"({only})" + (f" AND ({text})" if text else "")
 
 
 def add_utmp_option(p: Any) -> None:
@@ -71,26 +105,42 @@ async def open_chosen_source(name: str, **options: Any) -> Source:
 
 
 async def _watch(args: argparse.Namespace) -> int:
-    where = compile_filter(args.filter)
+    compile_filter(args.filter)  # a bad filter is exit 2 before anything else
     errors: list[LineError] = []
 
     def bad_line(e: LineError) -> None:
         errors.append(e)
         print(f"sens: {e}; line skipped", file=sys.stderr)
 
+    def started(name: str, why: str | None) -> None:
+        if why is None:
+            return
+        if why.startswith("not available: "):
+            # A class asked for by name and missing here is news; otherwise, on a server
+            # without a battery, the missing power source is only a detail.
+            wanted = name in {"network", "power"} and args.classes and any(
+                CLASS_SOURCES.get(c) == name for c in args.classes)
+            if wanted or name == "logon":
+                print(f"sens: not watching {name}: {why.removeprefix('not available: ')}",
+                      file=sys.stderr)
+            else:
+                log.info("not watching %s: %s", name, why.removeprefix("not available: "))
+            return
+        print(f"sens: watching {name} ({why})", file=sys.stderr)
+
     options: dict[str, Any] = utmp_options(args)
     if args.source not in (*live_names(), "auto") or args.source == "replay":
         options["on_error"] = bad_line
-    source = await open_chosen_source(args.source, **options)
-    tracker = Tracker(include_existing=args.include_existing)
+    if args.source == "replay":
+        raise CliError("'replay' is not a source by itself: give the JSON-lines file to replay "
+                       "(--source FILE.jsonl, or - for stdin)", 2)
     try:
-        async for event in tracked_events(source, tracker):
-            if where is None or where(event):
-                print_event(event, args.json)
+        async for event in awatch(args.source, classes=args.classes, criteria=args.filter,
+                                  include_existing=args.include_existing, on_start=started,
+                                  **options):
+            print_event(event, args.json)
     except SourceUnavailable as e:
         raise CliError(str(e)) from None
-    finally:
-        await source.aclose()
     if errors:
         raise CliError(f"{len(errors)} line(s) skipped as malformed")
     return 0
@@ -107,7 +157,7 @@ def _watch_daemon(args: argparse.Namespace) -> int | None:
     print(f"sens: watching through the daemon on {client.path}", file=sys.stderr)
     with client:
         try:
-            for event in client.watch(args.filter):
+            for event in client.watch(class_criteria(args.classes, args.filter)):
                 print_event(event, args.json)
         except DaemonError as e:
             raise CliError(str(e), e.status) from None

@@ -6,9 +6,16 @@ journal = "/var/lib/pysens/journal.db"   # default: as for every sens command
 socket = "/run/pysens/sens.sock"         # default: $SENS_SOCKET, /run/pysens as root,
                                          # else $XDG_RUNTIME_DIR/pysens
 socket_group = "sens"                    # clients of this group may connect too (socket 0660)
-sources = ["auto"]                       # live sources; [] serves published events only
+sources = ["auto"]                       # logon sources; ["none"] serves published events only
+network = true                           # ISensNetwork (rtnetlink, NetworkManager); default: on
+                                         # where the host has it, off with sources = ["none"]
+power = true                             # ISensOnNow (UPower, else sysfs); the same default
 include_existing = false                 # fire Logon for sessions open at start
 durable = false                          # fsync every journal commit (power-loss safe)
+
+[[destination]]                          # DestinationReachable when it starts to answer
+name = "git.example.com"                 # or address = "192.0.2.7"
+port = 443                               # TCP connect; without a port: ICMP echo (ping)
 
 [delivery]
 max_failures = 5                         # failed attempts in a row before 'failing'
@@ -32,6 +39,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..sources.destinations import Destination, parse_destinations
 
 __all__ = ["ConfigError", "ForwardConfig", "ServiceConfig", "load_config", "parse_config"]
 
@@ -65,7 +74,19 @@ class ServiceConfig:
     retry_max: float = 300.0
     timeout: float = 180.0
     forward: tuple[ForwardConfig, ...] = ()
+    #: None: where the host has it (but not with sources = ["none"]); True: required.
+    network: bool | None = None
+    power: bool | None = None
+    destinations: tuple[Destination, ...] = ()
     path: str | None = None
+
+    def wants(self, kind: str) -> bool | None:
+        """Whether the daemon runs the ``network`` or ``power`` source: True (must), None
+        (where this host has it) or False."""
+        value: bool | None = getattr(self, kind)
+        if value is None and tuple(self.sources) in ((), ("none",)):
+            return False  # published events only: no live source at all
+        return value
 
 
 # section -> key -> (type, check, what it must be)
@@ -77,6 +98,8 @@ _KEYS: dict[str, dict[str, _Spec]] = {
         "socket_group": (str, "a group name"),
         "sources": (list, "a list of source names"),
         "include_existing": (bool, "true or false"),
+        "network": (bool, "true or false"),
+        "power": (bool, "true or false"),
         "durable": (bool, "true or false"),
     },
     "delivery": {
@@ -126,10 +149,10 @@ def parse_config(text: str, name: str = "<config>") -> ServiceConfig:
 
     kw: dict[str, Any] = {}
     for table, value in data.items():
-        if table == "forward":
+        if table in ("forward", "destination"):
             continue
         if table not in _KEYS:
-            known = "known sections are [serve], [delivery] and [[forward]]"
+            known = "known sections are [serve], [delivery], [[forward]] and [[destination]]"
             if isinstance(value, dict) or (
                     isinstance(value, list) and value and isinstance(value[0], dict)):
                 raise fail(table, None, f"unknown section [{table}]; {known}")
@@ -168,6 +191,24 @@ def parse_config(text: str, name: str = "<config>") -> ServiceConfig:
         out.append(ForwardConfig(
             url, {k: v for k, v in f.items() if k != "url"},
             {k: f"{name}:{_line_of(text, 'forward', k, i)}" for k in f}))
+    destinations = data.get("destination", [])
+    if not isinstance(destinations, list):
+        raise fail("destination", None,
+                   "destination must be an array of tables ([[destination]])")
+    checked: list[Destination] = []
+    for i, table in enumerate(destinations):
+        try:
+            checked.extend(parse_destinations([table]))
+        except ValueError as e:
+            bad = next((k for k in ("port", "address", "name") if isinstance(table, dict)
+                        and k in table and k in str(e)), None)
+            raise fail("destination", bad, f"[[destination]] {str(e).partition(': ')[2]}",
+                       i) from None
+    names = [d.name for d in checked]
+    for i, dest in enumerate(names):
+        if dest in names[:i]:
+            raise fail("destination", None, f"[[destination]] {dest} is listed twice", i)
+    kw["destinations"] = tuple(checked)
     if kw.get("retry_initial", 1.0) > kw.get("retry_max", 300.0):
         raise fail("delivery", "retry_initial",
                    "[delivery] retry_initial must not exceed retry_max")

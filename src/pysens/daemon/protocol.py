@@ -11,6 +11,8 @@ Every request is one JSON object on one line with an ``op``; every response is o
   events are journaled, until the client hangs up. The filter is parsed by
   :mod:`pysens.criteria`, never evaluated.
 * ``{"op": "sessions"}`` -> ``{"ok": true, "sessions": [...]}`` (the daemon's session table).
+* ``{"op": "network"}`` -> ``{"ok": true, "connections": [...], "destinations": [...]}`` and
+  ``{"op": "power"}`` -> ``{"ok": true, "power": {...} | null}`` (``sens network`` / ``power``).
 * ``{"op": "reload"}`` -> re-read persistent subscriptions now.
 
 The socket is created 0600 (0660 with a configured group) in a directory only its owner can
@@ -86,6 +88,14 @@ class SocketBackend(Protocol):
     ) -> Callable[[], None]:
         """Call ``push`` for each event (matching ``criteria``) from now on; returns the
         unsubscriber."""
+        ...
+
+    def network(self) -> dict[str, Any]:
+        """The connections and destinations (``sens network``)."""
+        ...
+
+    def power(self) -> dict[str, Any]:
+        """The power state (``sens power``)."""
         ...
 
     async def reload(self) -> None:

@@ -163,6 +163,10 @@ class SocketServer:
             reply = await self._publish(req.get("events"))
         elif op == "sessions":
             reply = {"ok": True, "sessions": self.backend.sessions()}
+        elif op == "network":
+            reply = {"ok": True, **self.backend.network()}
+        elif op == "power":
+            reply = {"ok": True, **self.backend.power()}
         elif op == "reload":
             await self.backend.reload()
             reply = {"ok": True}
@@ -171,7 +175,7 @@ class SocketServer:
             return False
         else:
             reply = {"ok": False, "status": 2, "error": f"unknown op {op!r}; known ops are "
-                     "hello, publish, watch, sessions, reload"}
+                     "hello, publish, watch, sessions, network, power, reload"}
         writer.write(dump(reply))
         await writer.drain()
         return True

@@ -30,7 +30,7 @@ from ..eventsystem import EventSystem
 from ..journal import Journal, JournalError, JournalWriter, SubscriptionStore
 from ..live import tracked_events
 from ..observations import SessionRecord
-from ..sources import Source, SourceUnavailable, UnknownSource, choose_source
+from ..sources import Source, SourceUnavailable, UnknownSource, choose_source, open_source, probe
 from ..tracker import Tracker
 from .config import ConfigError, ForwardConfig, ServiceConfig
 from .protocol import DaemonError, default_socket_path
@@ -61,6 +61,8 @@ class Service:
         self.events = EventSystem(session_provider=lambda user: bool(self._presence(user)))
         self.sources: list[Source] = []
         self.source_names: list[str] = []
+        #: The network / power sources this host cannot run, and why (``sens doctor`` says).
+        self.unavailable: dict[str, str] = {}
         self.forwarders: list[Any] = []
         self._stop = asyncio.Event()
         self.server: SocketServer | None = None
@@ -72,7 +74,9 @@ class Service:
         """Who is serving."""
         assert self.journal is not None  # noqa: S101 - an invariant of this code, not a check of input
         return {"pid": os.getpid(), "journal": str(self.journal.path.absolute()),
-                "sources": self.source_names, "forwarders": [f.url for f in self.forwarders],
+                "sources": self.source_names, "unavailable": self.unavailable,
+                "watchers": sum(s.name == "watcher" for s in self.events.subscriptions),
+                "forwarders": [f.url for f in self.forwarders],
                 "subscriptions": len(self.manager.workers) if self.manager else 0}
 
     async def publish(self, events: Sequence[SensEvent]) -> tuple[int, int]:
@@ -93,6 +97,23 @@ class Service:
     def sessions(self) -> list[dict[str, Any]]:
         """The session table."""
         return [s.to_json() for s in self.tracker.sessions]
+
+    def network(self) -> dict[str, Any]:
+        """The usable connections and the destinations' reachability, as the daemon knows
+        them (``sens network``)."""
+        net = self.tracker.network
+        return {"watching": "network" in self.source_names,
+                "why_not": self.unavailable.get("network"),
+                "connections": [c.to_json() for c in net.connections],
+                "destinations": [d.to_json() for d in net.destinations],
+                "configured": [str(d) for d in self.config.destinations]}
+
+    def power(self) -> dict[str, Any]:
+        """The power state as the daemon knows it (``sens power``)."""
+        state = self.tracker.power.state()
+        return {"watching": "power" in self.source_names,
+                "why_not": self.unavailable.get("power"),
+                "power": None if state is None else state.to_json()}
 
     def watch(
         self, criteria: Criteria | None, push: Callable[[SensEvent], None]
@@ -164,6 +185,29 @@ class Service:
                 log.info("watching %s (%s)", chosen, why)
             self.sources.append(source)
             self.source_names.append(chosen)
+        for kind in ("network", "power"):
+            await self._open_beside(kind)
+
+    async def _open_beside(self, kind: str) -> None:
+        """The network or power source, as ``[serve] network`` / ``power`` ask: a host without
+        it (no netlink permission, no UPower nor battery class) is said once, and the logon
+        sources run on; ``= true`` makes it required."""
+        want = self.config.wants(kind)
+        if want is False:
+            return
+        why = await probe(kind)
+        if why is None:
+            options = {"destinations": self.config.destinations} if kind == "network" else {}
+            try:
+                self.sources.append(open_source(kind, **options))
+                self.source_names.append(kind)
+                return
+            except SourceUnavailable as e:
+                why = str(e)
+        if want:
+            raise ServiceError(f"the {kind} source cannot run here: {why}")
+        self.unavailable[kind] = why
+        log.info("no %s events here: %s", kind, why)
 
     def _make_forwarders(self) -> None:
         if not self.config.forward:

@@ -20,12 +20,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ..events import SensEvent
+from ..events import EventClass, SensEvent
 from ..observations import Observation
 
 __all__ = [
     "AUTO_ORDER",
+    "CLASS_SOURCES",
     "REGISTRY",
+    "Chosen",
     "HistoryKind",
     "LiveKind",
     "ReadError",
@@ -34,6 +36,7 @@ __all__ = [
     "SourceUnavailable",
     "UnknownSource",
     "choose_source",
+    "choose_sources",
     "detect",
     "history_kind",
     "history_names",
@@ -137,12 +140,31 @@ REGISTRY: dict[str, Registered] = {
     "wtmpdb": Registered(history="pysens.sources.wtmpdb:HISTORY"),
     "evtx": Registered(history="pysens.sources.evtx:HISTORY"),
     "wts": Registered(live="pysens.sources.wts:LIVE"),
+    "network": Registered(live="pysens.sources.network:LIVE"),
+    "power": Registered(live="pysens.sources.power:LIVE"),
     "replay": Registered(live="pysens.sources.replay:LIVE"),
     "jsonl": Registered(history="pysens.sources.replay:HISTORY"),
 }
 
-#: The order `--source auto` tries: the first whose probe says yes wins.
+#: The order `--source auto` tries for the logon events: the first whose probe says yes wins.
 AUTO_ORDER = ("wts", "logind", "utmp")
+
+#: The live sources that report each event class beside the logon one (``auto``: each where
+#: the host has it).
+CLASS_SOURCES: dict[EventClass, str] = {
+    EventClass.ISensNetwork: "network",
+    EventClass.ISensOnNow: "power",
+}
+LOGON_CLASSES = frozenset({EventClass.ISensLogon2, EventClass.ISensLogon})
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """A source picked for watching: the source, its name, and why (``auto``), else None."""
+
+    source: Source
+    name: str
+    why: str | None = None
 
 
 def live_names() -> list[str]:
@@ -225,6 +247,49 @@ def _is_file(name: str) -> bool:
     return Path(name).is_file()
 
 
+async def choose_sources(
+    source: str = "auto", classes: Iterable[EventClass] | None = None, *,
+    options: dict[str, Any] | None = None, network: dict[str, Any] | None = None,
+    power: dict[str, Any] | None = None,
+) -> tuple[list[Chosen], list[tuple[str, str]]]:
+    """The sources to watch for ``classes`` (None: all four), and the ones left out with why.
+
+    ``source`` names the logon source (``auto``: what this host has; or a name, or a file to
+    replay, which then is the only source); with ``auto``, the network and power sources come
+    beside it for their classes wherever they can run (``network`` / ``power``: their
+    options). ``options`` go to the logon source. Raises :class:`SourceUnavailable` when the
+    named source, or (for ``auto``) no source at all, can run here.
+    """
+    wanted = set(EventClass) if classes is None else set(classes)
+    if source != "auto":
+        src, name, why = await choose_source(source, **(options or {}))
+        return [Chosen(src, name, why)], []
+    chosen: list[Chosen] = []
+    skipped: list[tuple[str, str]] = []
+    if wanted & LOGON_CLASSES:
+        try:
+            src, name, why = await choose_source("auto", **(options or {}))
+            chosen.append(Chosen(src, name, why))
+        except SourceUnavailable as e:
+            skipped.append(("logon", str(e)))
+    for cls, name in CLASS_SOURCES.items():
+        if cls not in wanted:
+            continue
+        extra = (network if name == "network" else power) or {}
+        why_not = await probe(name)
+        if why_not is not None:
+            skipped.append((name, why_not))
+            continue
+        try:
+            chosen.append(Chosen(open_source(name, **extra), name, live_kind(name).description))
+        except SourceUnavailable as e:
+            skipped.append((name, str(e)))
+    if not chosen:
+        raise SourceUnavailable("no live source is available here ("
+                                + "; ".join(f"{n}: {w}" for n, w in skipped) + ")")
+    return chosen, skipped
+
+
 async def choose_source(name: str, **options: Any) -> tuple[Source, str, str | None]:
     """The one place a source is chosen by name: ``(source, its name, why)``.
 
@@ -234,7 +299,7 @@ async def choose_source(name: str, **options: Any) -> tuple[Source, str, str | N
     :class:`SourceUnavailable` (one sentence) when the source cannot run here."""
     why = None
     if name == "auto":
-        name, why = await detect()
+        name, why = await detect(**options)
     elif name == "replay" or ((name not in REGISTRY or REGISTRY[name].live is None)
                               and name != "-" and not await asyncio.to_thread(_is_file, name)):
         names = ", ".join(n for n in live_names() if n != "replay")

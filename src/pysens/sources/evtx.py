@@ -141,7 +141,11 @@ def _open(path: str, on_error: Callable[[str], None]) -> tuple[Any, list[Chunk]]
 
 def iter_records(path: str, on_error: Callable[[str], None]) -> Iterator[Record]:
     """The relevant records of one file, in file order (not time order)."""
-    from evtx import PyEvtxParser
+    try:
+        from evtx import PyEvtxParser
+    except ImportError:
+        raise ReadError("reading .evtx files needs the evtx package: pip install "
+                        "'pysens[evtx]'") from None
 
     source, chunks = _open(path, on_error)
     try:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from ..observations import DestinationState, Observation
-from . import SourceUnavailable
+from . import LiveKind, Source, SourceUnavailable
 from .dbus import CallFailed, bus_errors
 from .destinations import Destination, Prober
 from .netlink import RCVBUF, NetlinkSource
@@ -37,7 +38,12 @@ log = logging.getLogger("pysens.sources.network")
 
 
 async def probe(**options: Any) -> str | None:
-    """None when the network source can run here (rtnetlink is what it cannot do without)."""
+    """None when the network source can run here (rtnetlink is what it cannot do without; on
+    Windows, the IP Helper notifications)."""
+    if sys.platform == "win32":
+        from .win_network import probe as win_probe
+
+        return await win_probe(**options)
     return await netlink_probe(**options)
 
 
@@ -148,7 +154,16 @@ def _now() -> datetime:
 
 def open_network(*, destinations: Iterable[Destination] = (),
                  networkmanager: bool | None = None, host: str | None = None,
-                 bus_address: str | None = None, **_options: Any) -> NetworkSource:
-    """The ``network`` source (``sens watch --class ISensNetwork``, the daemon)."""
+                 bus_address: str | None = None, **_options: Any) -> Source:
+    """The ``network`` source (``sens watch --class ISensNetwork``, the daemon): rtnetlink on
+    Linux, the IP Helper notifications on Windows (without destination probes there yet)."""
+    if sys.platform == "win32":
+        from .win_network import open_win_network
+
+        return open_win_network(host=host)
     return NetworkSource(destinations=destinations, networkmanager=networkmanager, host=host,
                          bus_address=bus_address)
+
+
+#: The registry's entry (``sens watch --source network``; the daemon's ``[serve] network``).
+LIVE = LiveKind(DESCRIPTION, open_network, probe)

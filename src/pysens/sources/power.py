@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..observations import Observation
-from . import SourceItem, SourceUnavailable
+from . import LiveKind, SourceItem, SourceUnavailable
 from .power_supply import DEFAULT_ROOT, PowerSupplySource
 from .power_supply import DESCRIPTION as SYSFS_DESCRIPTION
 from .power_supply_map import DEFAULT_LOW_PERCENT
@@ -124,3 +124,7 @@ def open_power(
     unless the tracker includes existing states."""
     return PowerSource(bus_address=bus_address, root=root, host=host, low_percent=low_percent,
                        reread_interval=reread_interval)
+
+
+#: The registry's entry (``sens watch --source power``; the daemon's ``[serve] power``).
+LIVE = LiveKind(DESCRIPTION, open_power, probe)

@@ -5,12 +5,13 @@
 kind of observation a source reports.
 """
 
-from .network import Connection, NetworkTracker
+from .network import Connection, Destination, NetworkTracker
 from .power import Power, PowerTracker
 from .sessions import OpenSession, Tracker, is_user_session, session_key
 
 __all__ = [
     "Connection",
+    "Destination",
     "NetworkTracker",
     "OpenSession",
     "Power",

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..events import Method, SensEvent
+from ..events import CONNECTION_WAN, Method, SensEvent, format_time, parse_time
 from ..observations import ConnectionState, DestinationState
 
-__all__ = ["Connection", "NetworkTracker"]
+__all__ = ["Connection", "Destination", "NetworkTracker"]
 
 M = Method
 
@@ -42,6 +42,56 @@ class Connection:
     #: subscriber can pair the two even when NetworkManager named it in between).
     made_as: tuple[str, int]
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object for ``sens network --json`` (and the daemon's answer)."""
+        addresses = self.raw.get("addresses")
+        return {
+            "kind": "connection", "connection": self.connection,
+            "connection_type": self.connection_type,
+            "type": "WAN" if self.connection_type == CONNECTION_WAN else "LAN",
+            "qoc": None if self.qoc is None else dict(self.qoc),
+            "addresses": list(addresses) if isinstance(addresses, list) else [],
+            "since": format_time(self.since), "key": self.key, "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Connection:
+        """The connection a :meth:`to_json` object describes."""
+        kind = int(obj.get("connection_type") or 0)
+        return cls(str(obj.get("key")), str(obj.get("connection")), kind, obj.get("qoc"),
+                   parse_time(str(obj.get("since"))), str(obj.get("source")),
+                   {"addresses": list(obj.get("addresses") or [])},
+                   (str(obj.get("connection")), kind))
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A configured destination as last probed (what ``sens network`` shows of it)."""
+
+    destination: str
+    reachable: bool
+    since: datetime
+    connection: str | None
+    connection_type: int | None
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object for ``sens network --json``."""
+        return {
+            "kind": "destination", "destination": self.destination,
+            "reachable": self.reachable, "since": format_time(self.since),
+            "connection": self.connection, "connection_type": self.connection_type,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Destination:
+        """The destination a :meth:`to_json` object describes."""
+        kind = obj.get("connection_type")
+        return cls(str(obj.get("destination")), bool(obj.get("reachable")),
+                   parse_time(str(obj.get("since"))), obj.get("connection"),
+                   None if kind is None else int(kind), str(obj.get("source")))
+
 
 class NetworkTracker:
     """Turns :class:`ConnectionState` and :class:`DestinationState` into SENS events.
@@ -55,7 +105,7 @@ class NetworkTracker:
         self.include_existing = include_existing
         self._clock = clock
         self._usable: dict[tuple[str, str], Connection] = {}
-        self._reachable: dict[tuple[str, str], bool] = {}
+        self._destinations: dict[tuple[str, str], Destination] = {}
 
     @property
     def connections(self) -> list[Connection]:
@@ -64,7 +114,12 @@ class NetworkTracker:
 
     def reachable(self) -> dict[str, bool]:
         """Each destination seen so far (on this tracker's host): whether it answers."""
-        return {d: ok for (h, d), ok in self._reachable.items() if h == self.host}
+        return {d: s.reachable for (h, d), s in self._destinations.items() if h == self.host}
+
+    @property
+    def destinations(self) -> list[Destination]:
+        """Every destination probed so far, by name."""
+        return sorted(self._destinations.values(), key=lambda d: d.destination)
 
     def feed_connection(self, obs: ConnectionState) -> list[SensEvent]:
         """The events ``obs`` means: one ConnectionMade* or ConnectionLost, or none."""
@@ -91,8 +146,11 @@ class NetworkTracker:
         """DestinationReachable* when ``obs`` shows a destination starting to answer."""
         host = obs.host or self.host
         key = (host, obs.destination)
-        before = self._reachable.get(key)
-        self._reachable[key] = obs.reachable
+        known = self._destinations.get(key)
+        before = None if known is None else known.reachable
+        since = obs.time if known is None or before != obs.reachable else known.since
+        self._destinations[key] = Destination(obs.destination, obs.reachable, since,
+                                              obs.connection, obs.connection_type, obs.source)
         if not obs.reachable or before is True:
             return []
         if before is None and obs.existing and not self.include_existing:

@@ -14,11 +14,12 @@ The rules (SPEC §7, from SENS):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from ..events import Method, SensEvent
+from ..events import Method, SensEvent, format_time, parse_time
 from ..observations import PowerState
 
 __all__ = ["Power", "PowerTracker"]
@@ -35,6 +36,20 @@ class Power:
     low: bool
     since: datetime
     source: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object for ``sens power --json`` (and the daemon's answer)."""
+        return {"on_battery": self.on_battery, "power": "battery" if self.on_battery else "AC",
+                "battery_percent": self.percent, "low": self.low,
+                "since": format_time(self.since), "source": self.source}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Power:
+        """The state a :meth:`to_json` object describes."""
+        percent = obj.get("battery_percent")
+        return cls(bool(obj.get("on_battery")), None if percent is None else int(percent),
+                   bool(obj.get("low")), parse_time(str(obj.get("since"))),
+                   str(obj.get("source")))
 
 
 class PowerTracker:
