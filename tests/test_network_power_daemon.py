@@ -147,7 +147,7 @@ async def test_the_daemon_runs_the_power_source_and_sens_power_asks_it(
         finally:
             _end(watch)
         assert _sens_json(env, "power")[0]["power"] == "battery"
-        doctor = subprocess.run(sens_argv("doctor"), env=env, capture_output=True, text=True,
+        doctor = subprocess.run(sens_argv("doctor"), env=env, capture_output=True, text=True,  # noqa: ASYNC221 - the daemon is another process
                                 timeout=60)
         assert "sources: power" in doctor.stdout and "power   yes" in doctor.stdout
 

@@ -292,3 +292,33 @@ def test_hovering_a_bar_shows_its_times_and_client(
     assert m.group(2).startswith("connected: ")
     assert f"client HOME ({interval.client_address})" in m.group(2)
     assert interval.start.strftime("%Y-%m-%d %H:%M:%S") in m.group(2)
+
+
+def test_the_static_page_draws_a_network_lane_above_the_sessions(tmp_path: Path) -> None:
+    # An RDP disconnect that matches a network loss shows at a glance: the lane's offline
+    # stretch lies above the session's disconnected one.
+    t0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    kw: dict[str, Any] = {"host": "ts01", "source": "test"}
+    net: dict[str, Any] = {"connection": "eth0", "connection_type": 0, **kw}
+    journal = Journal(tmp_path / "j.db")
+    journal.append_many([
+        SensEvent(method="Logon", user_name="alice", session_id="3", time=t0, **kw),
+        SensEvent(method="ConnectionLost", time=t0 + timedelta(minutes=10), **net),
+        SensEvent(method="SessionDisconnect", user_name="alice", session_id="3",
+                  time=t0 + timedelta(minutes=10, seconds=2), **kw),
+        SensEvent(method="ConnectionMadeNoQOCInfo", time=t0 + timedelta(minutes=20), **net),
+        SensEvent(method="SessionReconnect", user_name="alice", session_id="3",
+                  time=t0 + timedelta(minutes=21), **kw),
+    ])
+    journal.close()
+    out = tmp_path / "lanes.html"
+    for window in ([], ["--since", "2026-11-30T09:05"]):
+        assert main(["--journal", str(tmp_path / "j.db"), "timeline", *window,
+                     "--html", str(out)]) == 0
+        model = page_model(out.read_text(encoding="utf-8"))
+        assert [p["method"] for p in model["lanes"]] == [
+            "ConnectionLost", "ConnectionMadeNoQOCInfo"], window
+        dom = chromium(tmp_path, out.as_uri(), "--dump-dom")
+        entries = re.findall(r'<div class="(hostrow|lane|row)[" ]', dom)
+        assert entries[:3] == ["hostrow", "lane", "row"], entries  # the lane above the sessions
+        assert 'class="seg net' in dom or "seg net" in dom

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..events import SensEvent, format_time
-from ..timeline import SESSION_METHODS, SessionSpan, build_timeline, overlaps, timeline_table
+from ..timeline import (
+    LANE_METHODS,
+    SESSION_METHODS,
+    SessionSpan,
+    build_timeline,
+    overlaps,
+    timeline_table,
+)
 from .common import (
     BadRows,
     CliError,
@@ -88,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     spans = select_spans(events, args)
     now = datetime.now(UTC)
     if args.html:
-        _write_html(args.html, spans, now)
+        _write_html(args.html, spans, now, _lanes(args, events, bad))
     if args.json:
         out = sys.stdout
         for s in spans:
@@ -99,10 +106,24 @@ def run(args: argparse.Namespace) -> int:
     return bad.status()
 
 
-def _write_html(target: str, spans: list[SessionSpan], now: datetime) -> None:
+def _lanes(args: argparse.Namespace, events: list[SensEvent], bad: BadRows) -> list[SensEvent]:
+    """The network and power events the page draws in each host's lane: those already read
+    (a whole read), else the window's own (with --since, only the sessions were read)."""
+    if not args.since:
+        return [e for e in events if e.method in LANE_METHODS]
+    lanes = [str(m) for m in LANE_METHODS]
+    with open_reader(args) as reader:
+        return list(reader.query(since=parse_when(args.since),
+                                 until=parse_when(args.until) if args.until else None,
+                                 hosts=select_hosts(reader, args.host),
+                                 where=lambda e: str(e.method) in lanes, on_bad=bad))
+
+
+def _write_html(target: str, spans: list[SessionSpan], now: datetime,
+                lanes: list[SensEvent]) -> None:
     from ..timeline.html import render_html
 
-    page = render_html(spans, now=now)
+    page = render_html(spans, now=now, lanes=lanes)
     if target == "-":
         sys.stdout.write(page)
         sys.stdout.flush()

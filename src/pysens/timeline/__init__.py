@@ -4,6 +4,7 @@ table (:mod:`.text`) and the HTML page (:mod:`.html`). Building is pure (:mod:`.
 from .build import (
     CONNECTED,
     DISCONNECTED,
+    LANE_METHODS,
     SESSION_METHODS,
     Interval,
     LogonPair,
@@ -19,6 +20,7 @@ from .text import format_intervals, timeline_table
 __all__ = [
     "CONNECTED",
     "DISCONNECTED",
+    "LANE_METHODS",
     "SESSION_METHODS",
     "Interval",
     "LogonPair",

@@ -28,6 +28,7 @@ from ..tracker import session_key as _key_of
 __all__ = [
     "CONNECTED",
     "DISCONNECTED",
+    "LANE_METHODS",
     "SESSION_METHODS",
     "Interval",
     "LogonPair",
@@ -50,6 +51,11 @@ SESSION_METHODS = frozenset({
     M.DisplayUnlock, M.StartScreenSaver, M.StopScreenSaver,
 })
 _SESSION_METHODS = SESSION_METHODS
+#: The methods drawn in a host's network / power lane (above its sessions).
+LANE_METHODS = frozenset({
+    M.ConnectionMade, M.ConnectionMadeNoQOCInfo, M.ConnectionLost, M.DestinationReachable,
+    M.DestinationReachableNoQOCInfo, M.OnACPower, M.OnBatteryPower, M.BatteryLow,
+})
 
 
 class Interval(NamedTuple):

@@ -26,18 +26,13 @@ from typing import Any
 
 from ..events import Method, SensEvent, format_time, parse_time
 from ..observations import SessionInfo, SessionRecord
-from ..timeline import SESSION_METHODS, build_timeline, event_key
+from ..timeline import LANE_METHODS, SESSION_METHODS, build_timeline, event_key
 from ..timeline.html import lane_point, span_model
 from ..tracker import Tracker, session_key
 
 __all__ = ["LANE_METHODS", "Change", "LiveView", "row_id"]
 
 M = Method
-#: The methods drawn in a host's network / power lane.
-LANE_METHODS = frozenset({
-    M.ConnectionMade, M.ConnectionMadeNoQOCInfo, M.ConnectionLost, M.DestinationReachable,
-    M.DestinationReachableNoQOCInfo, M.OnACPower, M.OnBatteryPower, M.BatteryLow,
-})
 _SEP = "\x1f"  # cannot be typed into a host name or session id by accident
 
 
