@@ -129,7 +129,7 @@ async def take(events: AsyncIterator[SensEvent], n: int) -> list[SensEvent]:
     return [await asyncio.wait_for(anext(events), 10) for _ in range(n)]
 
 
-# -- the schema is the code's -------------------------------------------------------------------
+# -- the schema is the code's ---------------------------------------------------------------------
 
 def test_the_schema_is_the_codes() -> None:
     s = schema()
@@ -242,7 +242,7 @@ def test_wtmpdb_database(validator: Draft202012Validator, tmp_path: Path,
     covers(seen, "wtmpdb")
 
 
-# -- utmp, written by utmpdump -r ------------------------------------------------------------------
+# -- utmp, written by utmpdump -r -----------------------------------------------------------------
 
 BOOT = rec(2, 0, "~~", "reboot", "~", "6.1.0-test", "0.0.0.0", "2024-01-01T09:00:00")
 ALICE = rec(7, 1001, "ts/0", "alice", "pts/0", "192.168.1.5", "192.168.1.5",
@@ -273,7 +273,7 @@ async def test_utmp_live_and_as_history(validator: Draft202012Validator, tmp_pat
     assert as_history == Counter({"Logon": 1, "PostShell": 1})
 
 
-# -- logind on a private bus (python-dbusmock) ---------------------------------------------------
+# -- logind on a private bus (python-dbusmock) ----------------------------------------------------
 
 async def test_logind(validator: Draft202012Validator, logind: LogindWorld) -> None:
     c = await logind.watch()
@@ -302,7 +302,7 @@ async def test_logind(validator: Draft202012Validator, logind: LogindWorld) -> N
     covers(check_events(validator, events, "logind"), "logind")
 
 
-# -- WTS, above its Win32 seam ---------------------------------------------------------------------
+# -- WTS, above its Win32 seam --------------------------------------------------------------------
 
 async def test_wts(validator: Draft202012Validator) -> None:
     def bob(**kw: Any) -> SessionState:
@@ -345,7 +345,7 @@ async def test_wts(validator: Draft202012Validator) -> None:
     covers(check_events(validator, got, "wts"), "wts")
 
 
-# -- network: the kernel's netlink in private namespaces, destinations probed ----------------------
+# -- network: the kernel's netlink in private namespaces, destinations probed ---------------------
 
 def test_network(validator: Draft202012Validator, namespaces: Namespaces, probes: Any) -> None:
     a, b = pair(namespaces)  # va (a veth: 10 Gb/s) in a, its peer vb in b
@@ -405,7 +405,7 @@ async def test_power_supply(validator: Draft202012Validator, tree: SupplyTree) -
     covers(check_events(validator, events, "power_supply"), "power_supply")
 
 
-# -- a replay file, and published events ----------------------------------------------------
+# -- a replay file, and published events ----------------------------------------------------------
 
 REPLAY = [
     {"method": "Logon", "user_name": "carol", "session_id": "4", "host": "desk7",
