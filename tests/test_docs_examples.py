@@ -130,7 +130,7 @@ def test_api_example_runs(block: Block, tmp_path: Path, monkeypatch: pytest.Monk
     code = compile("\n" * block.line + block.text, str(DOCS / block.page), "exec")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(code, {"__name__": "__docs__"})  # noqa: S102 - the project's own documentation
+        exec(code, {"__name__": "__docs__"})  # the project's own documentation
     shown = [line.split("# ", 1)[1].strip() for line in block.text.splitlines()
              if "print(" in line and "# " in line]
     for expected in shown:  # an output written beside a print() is what it prints
