@@ -1,4 +1,4 @@
-"""The event model: SPEC §1 names and classes, SPEC §2 JSON shape, stable ids."""
+"""The event model: the SENS names and classes, the JSON shape, stable ids."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pysens.events import (
     snake_case,
 )
 
-SPEC_KEYS = [
+EVENT_KEYS = [
     "id", "seq", "time", "observed", "host", "source", "method", "classes", "user_name",
     "domain", "session_id", "session_name", "session_type", "tty", "seat", "remote",
     "client_name", "client_address", "logon_id", "reason", "synthesized", "connection",
@@ -57,11 +57,11 @@ def test_json_shape_is_exactly_spec_section_2() -> None:
     e = SensEvent(method="SessionReconnect", user_name="alice", session_id="3", time=T,
                   observed=T, host="web01", source="logind", seat="seat0", tty="tty2")
     obj = e.to_json()
-    assert [k for k in SPEC_KEYS if k != "seq"] == list(obj)  # seq only once journaled
+    assert [k for k in EVENT_KEYS if k != "seq"] == list(obj)  # seq only once journaled
     assert obj["time"] == "2026-11-23T20:44:39.123456Z"
     assert obj["classes"] == ["ISensLogon2"]
     assert obj["remote"] is False and obj["raw"] == {}
-    assert list(e.evolve(seq=42).to_json()) == SPEC_KEYS
+    assert list(e.evolve(seq=42).to_json()) == EVENT_KEYS
     assert json.loads(e.to_json_text()) == obj
 
 

@@ -1,4 +1,4 @@
-"""The ISensNetwork and ISensOnNow rules of the tracker (SPEC §7), on hand-made observations."""
+"""The ISensNetwork and ISensOnNow rules of the tracker (docs/events.md), on hand-made observations."""
 
 from __future__ import annotations
 

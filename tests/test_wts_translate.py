@@ -1,12 +1,11 @@
 """WTS codes + the state read at that moment -> observations -> Tracker -> SENS events.
 
-The code sequences encoded below are what Windows sends for one user action. Their sources
-(research note /work/shared/notes/windows-sens-wts-eventlog.md §3):
+The code sequences encoded below are what Windows sends for one user action. Their sources:
 
-* codes and their meaning: [W32:TermServ/wm-wtssession-change.md; MGW:winuser.h; DOTNET
-  SessionSwitchReason; RSMC], note §3.2;
-* the multi-code sequences (Windows 7 era, observed with a WTS-registered window) [STRONG,
-  http://strongline.blogspot.com/search/label/SessionLock], note §3.2 "Observed sequences":
+* codes and their meaning: Microsoft's WM_WTSSESSION_CHANGE page, winuser.h (mingw-w64), .NET's
+  SessionSwitchReason;
+* the multi-code sequences (Windows 7 era, observed with a WTS-registered window,
+  http://strongline.blogspot.com/search/label/SessionLock), "Observed sequences":
   - fast user switch to an existing session: console_disconnect(user1) -> console_connect(logon
     screen) -> console_disconnect(logon screen) -> console_connect(user2) -> unlock(user2);
   - logoff at the console: logoff(user), console_disconnect(user), console_connect(system);
@@ -14,10 +13,10 @@ The code sequences encoded below are what Windows sends for one user action. The
   - new remote connect: remote_connect -> session_logon;
   - remote reconnect: remote_connect(system) ... remote_disconnect(system) -> remote_connect(user);
   - "logon-screen sessions can be taken over by the next logon (same id)";
-* RDP disconnect (window closed) is WTS_REMOTE_DISCONNECT of the user's session (note §6, LSM 24);
-* query failures: WTSClientName "Access Denied" on some machines (note §5 item 3);
+* RDP disconnect (window closed) is WTS_REMOTE_DISCONNECT of the user's session (LSM 24);
+* query failures: WTSClientName "Access Denied" on some machines;
   ERROR_CTX_WINSTATION_NOT_FOUND (7022) once a session is gone;
-* WTSClientAddress layout and WTSINFOW / WTSINFOEX layouts: note §3.4 and the
+* WTSClientAddress layout and WTSINFOW / WTSINFOEX layouts: Microsoft's wtsapi32.h and the
   WTS_CLIENT_ADDRESS documentation (IPv4 at offset 2 of Address, IPv6 at 0).
 """
 

@@ -283,7 +283,7 @@ def _index_value(column: str, value: Any) -> Any:
     if column in _FOLDED and isinstance(value, str):
         return value.casefold()
     if column == "method" and value == "StartShell":
-        return "PostShell"  # one occurrence, two names (SPEC §1); values otherwise exact
+        return "PostShell"  # one occurrence, two names (docs/events.md); values otherwise exact
     if column in _NUMERIC and isinstance(value, str) and value.strip().isdigit():
         return int(value)
     if column not in _NUMERIC and isinstance(value, int):

@@ -1,6 +1,6 @@
 """The SENS event model: event classes, their methods, and the event itself.
 
-Pure: no I/O. Names follow Windows SENS exactly (``sensevts.h``); see SPEC §1 and §2.
+Pure: no I/O. Names follow Windows SENS exactly (``sensevts.h``); see docs/events.md.
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ _UNSET_TIME = datetime.min.replace(tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class SensEvent:
-    """One SENS event (SPEC §2). Frozen; build a changed copy with :meth:`evolve`.
+    """One SENS event (docs/events.md). Frozen; build a changed copy with :meth:`evolve`.
 
     Missing ``id``, ``time``, ``observed`` and ``host`` are filled in; ``classes`` follows from
     ``method``; ``StartShell`` is stored as ``PostShell``.
@@ -415,7 +415,7 @@ class SensEvent:
         return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
-        """The SPEC §2 object (``seq`` only once journaled)."""
+        """The event's JSON object (docs/events.md; ``seq`` only once journaled)."""
         d: dict[str, Any] = {"id": self.id}
         if self.seq is not None:
             d["seq"] = self.seq
@@ -442,7 +442,7 @@ class SensEvent:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | str | bytes) -> SensEvent:
-        """Build an event from a SPEC §2 object or its JSON text; missing fields take defaults.
+        """Build an event from its JSON object or text (docs/events.md); missing fields take defaults.
 
         Raises :class:`EventError` naming the field when a value has the wrong type.
         """

@@ -1,4 +1,4 @@
-"""``sens collect nats://… --store URL``: the fleet's central consumer (SPEC §5)."""
+"""``sens collect nats://… --store URL``: the fleet's central consumer."""
 
 from __future__ import annotations
 

@@ -161,7 +161,7 @@ def parse_when(text: str) -> datetime:
 
 
 def print_event(e: SensEvent, as_json: bool, out: TextIO | None = None) -> None:
-    """Print ``e`` as a JSON line (SPEC §2) or as a human line, and flush (for pipes)."""
+    """Print ``e`` as a JSON line (docs/events.md) or as a human line, and flush (for pipes)."""
     stream = out or sys.stdout
     stream.write((json.dumps(e.to_json(), ensure_ascii=False) if as_json else event_line(e)) + "\n")
     stream.flush()

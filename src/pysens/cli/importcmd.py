@@ -25,14 +25,14 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "import", help="historical records into the journal",
         description="Read login history (wtmp/utmp files, a wtmpdb database, Windows .evtx "
-        "logs, or SPEC JSON lines) through the SENS rules into the journal. Importing a file "
+        "logs, or event JSON lines) through the SENS rules into the journal. Importing a file "
         "again adds nothing. Imported events are history: persistent subscriptions are not "
         "sent them unless --deliver.",
     )
     p.add_argument("kind", choices=history_names(), help="what the files are")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files to read (rotated wtmp "
                    "files are read oldest first)")
-    p.add_argument("--json", action="store_true", help="also print the events, one SPEC §2 "
+    p.add_argument("--json", action="store_true", help="also print the events, one JSON event "
                    "JSON object per line")
     p.add_argument("--deliver", action="store_true", help="deliver the imported events to "
                    "persistent subscriptions as if live")

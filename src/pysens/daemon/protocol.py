@@ -4,10 +4,10 @@ Every request is one JSON object on one line with an ``op``; every response is o
 ``{"ok": true, …}`` or ``{"ok": false, "error": "<one sentence>", "status": 1|2}``:
 
 * ``{"op": "hello"}`` -> ``{"ok": true, "pid": …, "journal": PATH, "sources": [...]}``
-* ``{"op": "publish", "events": [§2 objects]}`` -> ``{"ok": true, "published": N,
+* ``{"op": "publish", "events": [event objects]}`` -> ``{"ok": true, "published": N,
   "already": M, "errors": [{"index": I, "error": "…"}]}``, sent once every good event is
   journaled (bad ones are named and skipped; the rest still go in).
-* ``{"op": "watch", "filter": CRITERIA}`` -> ``{"ok": true}``, then ``{"event": {§2}}`` lines as
+* ``{"op": "watch", "filter": CRITERIA}`` -> ``{"ok": true}``, then ``{"event": {…}}`` lines as
   events are journaled, until the client hangs up. The filter is parsed by
   :mod:`pysens.criteria`, never evaluated.
 * ``{"op": "sessions"}`` -> ``{"ok": true, "sessions": [...]}`` (the daemon's session table).

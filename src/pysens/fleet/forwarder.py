@@ -306,7 +306,7 @@ _SEQ_NULL = '"seq": null}'
 
 
 def _payload(body: str, seq: int, event_id: str) -> bytes:
-    """The published text of a journal body: the event with its seq (SPEC §2).
+    """The published text of a journal body: the event with its seq.
 
     The journal stores ``{"id": "<id>", "time": …}`` without a seq (SensEvent.to_json_text
     puts a set seq right after the id), older journals ``…, "seq": null}``; either is patched

@@ -1,6 +1,6 @@
 """Persistent subscriptions: their table in the journal database, with a cursor each.
 
-A subscription has the COM+ Event System properties (SPEC §4): ``name``, ``event_class``,
+A subscription has the COM+ Event System properties (docs/filters.md): ``name``, ``event_class``,
 optional ``method`` (empty: every method of the class), optional ``criteria``, ``enabled``,
 ``per_user`` + ``owner``, ``parallel``, and a sink (``exec``, ``webhook``, ``jsonl``) with its
 settings. Its cursor (``subscription:<id>`` in the journal's ``cursors`` table) is the ``seq`` it

@@ -29,7 +29,7 @@ _STDERR_KEPT = 4096
 
 
 def event_environment(event: SensEvent) -> dict[str, str]:
-    """The ``SENS_*`` variables for ``event``: every §2 field but ``raw``, upper-cased."""
+    """The ``SENS_*`` variables for ``event``: every event field but ``raw``, upper-cased."""
     env: dict[str, str] = {}
     for name, value in event.to_json().items():
         if name == "raw":

@@ -1,4 +1,4 @@
-"""The jsonl sink: append each event as one SPEC §2 JSON line, then fsync.
+"""The jsonl sink: append each event as one JSON line (docs/events.md), then fsync.
 
 A batch is written with one ``write`` and one ``fsync``, then the cursor moves: after a crash the
 tail may be delivered again (at least once), never lost. A torn last line left by a crash in the

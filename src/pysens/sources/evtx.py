@@ -1,4 +1,4 @@
-"""Windows event logs (.evtx) -> observations, for ``sens import evtx`` (SPEC §3).
+"""Windows event logs (.evtx) -> observations, for ``sens import evtx`` (docs/sources.md).
 
 Reads with the ``evtx`` package (pyevtx-rs, the ``evtx`` extra), imported inside the functions so
 this module imports without it. The mapping itself is :mod:`pysens.sources.evtx_map` (pure).

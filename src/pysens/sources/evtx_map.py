@@ -1,7 +1,7 @@
 """Windows event log records -> observations: the pure half of the .evtx reader. No I/O.
 
 :func:`parse_record` turns one record (the JSON shape the ``evtx`` package gives) into a
-:class:`Record` when it is one of the records SENS cares about (SPEC §3); :func:`correlate` takes
+:class:`Record` when it is one of the records SENS cares about (docs/sources.md); :func:`correlate` takes
 the records of any number of logs, puts them in time order (record order is not time order, and
 each channel is its own file) and yields what they mean as observations for the tracker.
 
@@ -61,7 +61,7 @@ __all__ = [
 SOURCE = "evtx"
 #: Security and LSM records of one occurrence are at most this far apart.
 MATCH_WINDOW = timedelta(seconds=10)
-#: 2 Interactive, 10 RemoteInteractive, 11 CachedInteractive (SPEC §3).
+#: 2 Interactive, 10 RemoteInteractive, 11 CachedInteractive (docs/sources.md).
 INTERACTIVE_LOGON_TYPES = frozenset({2, 10, 11})
 # Two interactive 4624s of one user this close together are one logon (the split UAC token).
 _TWIN_WINDOW = timedelta(seconds=1)

@@ -1,6 +1,6 @@
 """The live logind source: systemd-logind (or elogind) over D-Bus, ``org.freedesktop.login1``.
 
-What it watches, and why (SPEC §3, notes/linux-sources.md §1):
+What it watches, and why (docs/sources.md):
 
 * Manager ``SessionNew`` / ``SessionRemoved`` (and ``User*`` / ``Seat*`` / ``PrepareFor*``),
   ``PropertiesChanged`` under ``/org/freedesktop/login1`` (sessions, users, seats), the session

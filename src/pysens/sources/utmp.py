@@ -10,7 +10,7 @@ Plain logins (``login``, ``sshd``, terminal emulators through utempter): ``USER_
 appearing on a slot is a session (``session_id`` = the line, ``pts/0``); the slot turning
 ``DEAD_PROCESS``, another login taking it, or the slot vanishing ends it.
 
-GNU screen (SPEC §3) logs its windows into utmp only while a display is attached: attach writes
+GNU screen logs its windows into utmp only while a display is attached: attach writes
 ``USER_PROCESS`` for every window (``ut_line`` = the window's pty, ``ut_host`` =
 ``<orighost>:<attaching tty>:S.<window>``), detach turns them all ``DEAD_PROCESS``, re-attach
 writes them again; screen rewrites neither ``ut_tv`` nor ``ut_pid`` on detach/attach. The SENS

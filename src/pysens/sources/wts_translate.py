@@ -8,7 +8,7 @@ where the client is and whether the session is connected must be read with
 :class:`WtsTranslator` turns ``(code, session id, state, what it remembers)`` into
 :mod:`pysens.observations` for the tracker, which applies the SENS rules.
 
-One user action yields several codes (research note §3.2, the STRONG observations):
+One user action yields several codes (published observations, cited in tests/test_wts_translate.py):
 
 * a fast user switch: CONSOLE_DISCONNECT(old user) -> CONSOLE_CONNECT(logon UI) ->
   CONSOLE_DISCONNECT(logon UI) -> CONSOLE_CONNECT(new user's session) -> SESSION_UNLOCK(new);

@@ -72,7 +72,7 @@ class Interval(NamedTuple):
     client_address: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """``{"start", "end", "state", "client_name", "client_address"}`` (times as SPEC §2)."""
+        """``{"start", "end", "state", "client_name", "client_address"}`` (times as in the event JSON)."""
         return {
             "start": format_time(self.start),
             "end": None if self.end is None else format_time(self.end),
@@ -151,7 +151,7 @@ class SessionSpan:
         return total
 
     def to_json(self) -> dict[str, Any]:
-        """One JSON object (field names as in SPEC §2; times ISO 8601 UTC; open = null)."""
+        """One JSON object (field names as in the event JSON; times ISO 8601 UTC; open = null)."""
         duration = self.duration()
         return {
             "host": self.host,

@@ -1,4 +1,4 @@
-"""What observations mean in SENS terms: the one place for every rule (SPEC §1, §7). Pure.
+"""What observations mean in SENS terms: the one place for every rule (docs/events.md). Pure.
 
 :class:`Tracker` applies the session rules (:mod:`.sessions`) and holds the network
 (:mod:`.network`) and power (:mod:`.power`) rules beside them, so one ``feed()`` takes every

@@ -1,6 +1,6 @@
 """Connection and destination states -> ISensNetwork events. Pure: no I/O.
 
-The rules (SPEC §7, from SENS):
+The rules (from SENS; docs/events.md):
 
 * ConnectionMade and ConnectionLost alternate per connection: Made when a connection becomes
   usable, Lost when it stops being usable (or goes away); a repeated report changes nothing.

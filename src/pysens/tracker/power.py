@@ -1,6 +1,6 @@
 """Power states -> ISensOnNow events. Pure: no I/O.
 
-The rules (SPEC §7, from SENS):
+The rules (from SENS; docs/events.md):
 
 * OnBatteryPower (with the battery percentage) when the machine goes from AC to battery,
   OnACPower when it goes back; a repeated report changes nothing.

@@ -4,7 +4,7 @@ Connection, destination and power observations go to the network and power rules
 (:mod:`pysens.tracker.network`, :mod:`pysens.tracker.power`), which one :class:`Tracker` holds.
 
 Every source reports what it sees (:mod:`pysens.observations`); this module alone decides what
-that means in SENS terms, so every source obeys the same rules (SPEC §1):
+that means in SENS terms, so every source obeys the same rules (docs/events.md):
 
 * greeter / lock-screen / logon-UI sessions are not user sessions: no events;
 * per session: Logon first, PostShell at most once and after Logon, Disconnect and Reconnect
