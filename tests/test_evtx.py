@@ -382,7 +382,8 @@ def logoff(seconds: float, eid: int, logon_id: str, logon_type: int = 10) -> dic
 
 
 def rdp_day() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """One RDP session's Security and LSM records (PTB's sequences, with the fields the logs carry)."""
+    """One RDP session's Security and LSM records (PTB's sequences, with the fields the logs
+    carry)."""
     security = [
         logon4624(0.0, "0x5a1"),
         ts(60.2, 4779), logoff(60.4, 4634, "0x5a1"),          # window closed

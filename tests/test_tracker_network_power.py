@@ -1,4 +1,5 @@
-"""The ISensNetwork and ISensOnNow rules of the tracker (docs/events.md), on hand-made observations."""
+"""The ISensNetwork and ISensOnNow rules of the tracker (docs/events.md), on hand-made
+observations."""
 
 from __future__ import annotations
 

@@ -442,7 +442,8 @@ class SensEvent:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | str | bytes) -> SensEvent:
-        """Build an event from its JSON object or text (docs/events.md); missing fields take defaults.
+        """Build an event from its JSON object or text (docs/events.md); missing fields take
+        defaults.
 
         Raises :class:`EventError` naming the field when a value has the wrong type.
         """

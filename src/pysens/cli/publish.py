@@ -22,7 +22,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument("method", nargs="?", metavar="METHOD", help="Logon, Logoff, SessionReconnect …")
     p.add_argument("--json", metavar="FILE|-", dest="json_file",
-                   help="publish the events of a JSON-lines file (one JSON object a line) (- for stdin)")
+                   help="publish the events of a JSON-lines file (one event object a line; - for "
+                   "stdin)")
     p.add_argument("--user", help="the user name (DOMAIN\\user splits into domain and user)")
     p.add_argument("--session", help="the session id")
     p.add_argument("--host", help="the host (default: this one)")

@@ -1,9 +1,10 @@
 """Windows event log records -> observations: the pure half of the .evtx reader. No I/O.
 
 :func:`parse_record` turns one record (the JSON shape the ``evtx`` package gives) into a
-:class:`Record` when it is one of the records SENS cares about (docs/sources.md); :func:`correlate` takes
-the records of any number of logs, puts them in time order (record order is not time order, and
-each channel is its own file) and yields what they mean as observations for the tracker.
+:class:`Record` when it is one of the records SENS cares about (docs/sources.md);
+:func:`correlate` takes the records of any number of logs, puts them in time order (record
+order is not time order, and each channel is its own file) and yields what they mean as
+observations for the tracker.
 
 One occurrence is often logged twice: a logon as Security 4624 and LSM 21, a reconnect as LSM 25
 and Security 4778, a disconnect as LSM 24 and 4779. Security records carry a logon id but no

@@ -72,7 +72,8 @@ class Interval(NamedTuple):
     client_address: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """``{"start", "end", "state", "client_name", "client_address"}`` (times as in the event JSON)."""
+        """``{"start", "end", "state", "client_name", "client_address"}`` (times as in the
+        event JSON)."""
         return {
             "start": format_time(self.start),
             "end": None if self.end is None else format_time(self.end),
