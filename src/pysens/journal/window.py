@@ -79,9 +79,9 @@ def window_keys(
     select: Select, ph: str, methods: Iterable[str], since_us: int, until_us: int | None, *,
     hosts: Sequence[str] = (), key: str = "seq", order: str = "seq",
 ) -> list[Any]:
-    """The ``key`` column of every row of ``methods`` (on ``hosts`` when given) that a
-    timeline of ``[since_us, until_us)`` needs, in ``order``; ``ph`` is the driver's
-    placeholder (``?`` or ``%s``).
+    """The ``key`` column (or columns, comma-separated: a tuple each) of every row of
+    ``methods`` (on ``hosts`` when given) that a timeline of ``[since_us, until_us)`` needs,
+    in ``order``; ``ph`` is the driver's placeholder (``?`` or ``%s``).
 
     Per (host, session id) with such an event in the window, or whose latest one before the
     window is not a Logoff (open then): its events from its last Logoff before the window on
@@ -99,5 +99,7 @@ def window_keys(
     h = f" AND host IN ({', '.join([ph] * len(hosts))})" if hosts else ""
     rows = select(f"SELECT {key}, host, session_id, time_us FROM events WHERE method IN ({m})"  # noqa: S608 - placeholders only; the SQL text is this module's own
                   f"{h} ORDER BY {order}", (*names, *hosts))
-    return [r[0] for r in rows if window_needs(bound, r[1], r[2], int(r[3]))]
+    n = key.count(",") + 1  # a key of several columns comes back as a tuple
+    return [r[0] if n == 1 else r[:n] for r in rows
+            if window_needs(bound, r[n], r[n + 1], int(r[n + 2]))]
 
