@@ -31,6 +31,7 @@ COMMANDS: list[str] = [
     "forward",
     "serve",
     "subscriptions",
+    "journal",
     "doctor",
 ]
 

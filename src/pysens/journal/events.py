@@ -94,7 +94,8 @@ class Journal:
             converted = self._migrate()
             self._learn()
         except sqlite3.DatabaseError as e:
-            raise JournalError(f"cannot open the journal {self.path}: {e}") from None
+            raise JournalError(f"cannot open the journal {self.path}: {e}{self._hint(e)}"
+                               ) from None
         except OSError as e:
             raise JournalError(f"cannot open the journal {self.path}: {e.strerror}") from None
         if converted:
@@ -196,9 +197,26 @@ class Journal:
                 if full_disk(e):
                     raise JournalFull(f"cannot {doing} the journal {self.path}: the disk is "
                                       "full") from None
-                hint = (f" (damaged: `sqlite3 {self.path} .recover` saves what can be read)"
-                        if "malformed" in str(e) else "")
-                raise JournalError(f"cannot {doing} the journal {self.path}: {e}{hint}") from None
+                raise JournalError(f"cannot {doing} the journal {self.path}: {e}"
+                                   f"{self._hint(e)}") from None
+
+    def _hint(self, e: sqlite3.Error) -> str:
+        """What to do about a damaged file (nothing to add for other errors)."""
+        if "malformed" not in str(e) and "not a database" not in str(e):
+            return ""
+        return (f" (damaged: `sqlite3 {self.path} .recover | sqlite3 {self.path}.recovered` "
+                "saves what can be read)")
+
+    def quick_check(self, limit: int = 3) -> list[str]:
+        """SQLite's quick check of every page (not the indexes): [] when sound, else what it
+        found (at most ``limit`` lines)."""
+        try:
+            with self._lock:
+                found = [" ".join(str(r[0]).split())
+                         for r in self._db.execute(f"PRAGMA quick_check({limit})")]
+        except sqlite3.DatabaseError as e:
+            return [str(e)]
+        return [] if found == ["ok"] else found
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -231,7 +249,19 @@ class Journal:
         self, events: Sequence[SensEvent], history: bool, with_seqs: bool = True
     ) -> tuple[int, list[int]]:
         """Insert the events whose ids are new; the last seq before, and each event's seq
-        (``with_seqs``) or only the number of new events."""
+        (``with_seqs``) or only the number of new events. On a full disk, the -wal file is
+        folded into the journal and cut back (it holds many copies of the same pages), and
+        the write tried once more."""
+        try:
+            return self._append_once(events, history, with_seqs)
+        except JournalFull:
+            with self._lock, contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return self._append_once(events, history, with_seqs)
+
+    def _append_once(
+        self, events: Sequence[SensEvent], history: bool, with_seqs: bool
+    ) -> tuple[int, list[int]]:
         keys = [id_key(e.id) for e in events]
         codec = self._codec
         with self._guard("write to"):

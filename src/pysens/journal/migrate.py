@@ -51,10 +51,10 @@ def _v2_to_v3(db: sqlite3.Connection) -> None:
         last = rows[-1][0]
     # The highest seq given so far, the unreadable rows' included, is never given again.
     (top,) = db.execute("SELECT coalesce(max(seq), 0) FROM events_v2").fetchone()
-    if top:
-        if db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'events'",
-                      (top,)).rowcount == 0:
-            db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('events', ?)", (top,))
+    updated = db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'events'",
+                         (top,)).rowcount
+    if top and not updated:
+        db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('events', ?)", (top,))
     db.execute("DROP TABLE events_v2")
     db.execute("DROP TABLE history_v2")
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["LAST_SEQ", "MIGRATIONS", "TABLES", "JournalError", "JournalFull", "default_journal_path"]
+__all__ = [
+    "LAST_SEQ", "MIGRATIONS", "TABLES", "JournalError", "JournalFull", "default_journal_path",
+]
 
 
 class JournalError(RuntimeError):
