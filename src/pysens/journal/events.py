@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,6 +36,19 @@ _INSERT = (f"INSERT INTO events({', '.join(COLUMNS)}) VALUES "  # noqa: S608 - p
 # The -wal file is cut back to this after a checkpoint (else it keeps its largest size: a
 # burst or a vacuum would leave it big on a full disk).
 _WAL_LIMIT = 16 * 1024 * 1024
+
+
+# Free space above which a journal that found its disk full writes as usual again.
+_ROOMY = 4 * _WAL_LIMIT
+
+
+def _free_bytes(path: Path) -> int:
+    """Free bytes on the journal's file system (unknown: plenty)."""
+    try:
+        st = os.statvfs(path.parent)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
 
 
 def _us(t: datetime) -> int:
@@ -75,6 +89,7 @@ class Journal:
         self.readonly = readonly
         self._codec = RowCodec()
         self._text = RowText(self._codec)
+        self._tight = False  # the disk has been full: keep the -wal file small
         self._lock = threading.RLock()
         if readonly:
             self._open_readonly()
@@ -252,12 +267,26 @@ class Journal:
         (``with_seqs``) or only the number of new events. On a full disk, the -wal file is
         folded into the journal and cut back (it holds many copies of the same pages), and
         the write tried once more."""
+        if self._tight:
+            self._fold_wal()
         try:
-            return self._append_once(events, history, with_seqs)
+            done = self._append_once(events, history, with_seqs)
         except JournalFull:
-            with self._lock, contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return self._append_once(events, history, with_seqs)
+            # Until the disk has room to spare, the -wal file is folded in after every commit
+            # (not every thousand pages): on a nearly full disk it would take the room.
+            self._tight = True
+            self._fold_wal()
+            done = self._append_once(events, history, with_seqs)
+        if self._tight:
+            self._fold_wal()
+            self._tight = _free_bytes(self.path) < _ROOMY
+        return done
+
+    def _fold_wal(self) -> None:
+        """Copy the -wal file into the journal and cut it to nothing, if it can be done now
+        (the disk may have no room even for that: then it stays as it is)."""
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _append_once(
         self, events: Sequence[SensEvent], history: bool, with_seqs: bool
