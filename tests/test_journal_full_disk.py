@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from service_fixtures import events, sens_argv, wait_ready, write_events
 
 
