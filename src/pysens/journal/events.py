@@ -307,7 +307,7 @@ class Journal:
                         continue  # already journaled: not even encoded
                     fresh[k] = last + 1 + len(todo)
                     todo.append(e)
-                rows = codec.encode(todo, last + 1, history)
+                rows = codec.encode(todo, last + 1, history, list(fresh))  # fresh: todo's keys
                 if codec.new_names:
                     db.executemany("INSERT INTO names(code, text) VALUES (?, ?)",
                                    codec.new_names)

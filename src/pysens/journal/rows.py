@@ -164,6 +164,7 @@ class RowCodec:
         self.new_names: list[tuple[int, str]] = []
         self.new_shapes: list[tuple[int, str]] = []
         self._methods: dict[int, Method] = {}
+        self._shape_texts: dict[tuple[tuple[str, ...], tuple[int, ...]], str] = {}
         self._next_name = 1
         self._next_shape = 1
 
@@ -227,9 +228,13 @@ class RowCodec:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def encode(self, events: Sequence[SensEvent], first_seq: int, history: bool) -> list[Row]:
-        """The rows of ``events``, numbered from ``first_seq``. TypeError or ValueError for a
+    def encode(self, events: Sequence[SensEvent], first_seq: int, history: bool,
+               keys: Sequence[bytes | str] | None = None) -> list[Row]:
+        """The rows of ``events``, numbered from ``first_seq`` (``keys``: their ids'
+        :func:`id_key`, when the caller has them already). TypeError or ValueError for a
         field of the wrong type (the event did not come through SensEvent's checks)."""
+        if keys is None:
+            keys = [id_key(e.id) for e in events]
         name = self._name
         names = self.names
         rows: list[Row] = []
@@ -240,7 +245,7 @@ class RowCodec:
                               tuple[tuple[int, str], ...]]] = {}
         base = FLAG_HISTORY if history else 0
         seq = first_seq
-        for e in events:
+        for e, key in zip(events, keys, strict=True):
             flags = base
             if e.remote:
                 flags |= FLAG_REMOTE
@@ -271,7 +276,7 @@ class RowCodec:
             if (ct is not None and type(ct) is not int) or (bp is not None and type(bp) is not int):
                 raise TypeError("connection_type and battery_percent must be integers")
             add((
-                seq, id_key(e.id), us, (e.observed - t) // _US,
+                seq, key, us, (e.observed - t) // _US,
                 names.get(e.host) or name(e.host), names.get(str(e.method)) or name(str(e.method)),
                 names.get(e.source) or name(e.source), flags,
                 None if user is None else names.get(user) or name(user),
@@ -301,18 +306,26 @@ class RowCodec:
             v = _GET_STRINGS[i](e)
             if v is not None:
                 columns[v] = i
-        shape: list[str | list[str]] = []
         values: list[Any] = []
         same: list[tuple[int, str]] = []
-        for k, v in raw.items():
+        where: list[int] = []  # per key, the field it repeats (-1: none)
+        for v in raw.values():
             at = columns.get(v) if type(v) is str else None
             if at is None:
-                shape.append(k)
                 values.append(v)
+                where.append(-1)
             else:
-                shape.append([k, _ELIDABLE[at]])
                 same.append((at, v))
-        code = self._shape(_COMPACT(shape))
+                where.append(at)
+        # The same keys repeating the same fields: the same shape (its text made once).
+        shape_key = (tuple(raw), tuple(where))
+        text = self._shape_texts.get(shape_key)
+        if text is None:
+            if len(self._shape_texts) >= _SHAPES_MAX:
+                self._shape_texts.clear()
+            text = self._shape_texts[shape_key] = _COMPACT(
+                [k if at < 0 else [k, _ELIDABLE[at]] for k, at in zip(raw, where, strict=True)])
+        code = self._shape(text)
         if code is None:
             return None, _COMPACT(dict(raw)), ()
         return code, _COMPACT(values) if values else None, tuple(same)
