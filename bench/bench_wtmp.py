@@ -6,12 +6,14 @@ logins with their logouts, logins superseded on their line), then times, best of
 * ``last -f FILE -x > /dev/null`` (the peer: reads and pairs the same records);
 * pysens reading the records only, and turning them into observations;
 * pysens reading + pairing (records -> observations -> tracker -> SENS events);
-* the same through the importer, each batch's journal bodies (JSON) built but not stored;
+* the same through the importer, each batch's journal rows built but not stored;
 * ``sens import wtmp FILE`` into a fresh journal, and again into the same journal (nothing new);
 * the floor under any importer that keeps this journal: the rows that import writes, built
-  beforehand, inserted the way the journal inserts them (same schema, settings, transactions),
-  by Python's ``sqlite3`` and by ``sqlite_floor.c`` (compiled here with gcc; needs the SQLite
-  headers, Debian's libsqlite3-dev), which has no Python in it at all.
+  beforehand (by the journal's own encoder), inserted the way the journal inserts them (its
+  schema, made by ``Journal``; its settings and transactions), by Python's ``sqlite3`` and by
+  ``sqlite_floor.c`` (compiled here with gcc; needs the SQLite headers, Debian's
+  libsqlite3-dev), which has no Python in it at all;
+* the journal's size on disk after a checkpoint, per event.
 
 Run: ``python bench/bench_wtmp.py [RECORDS]`` (default 200,000).
 """
@@ -28,14 +30,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from _common import REPEAT, best  # bench/ is sys.path[0] when run as a script
 from pysens.cli import main as sens_main
-from pysens.events import SensEvent, json_texts
+from pysens.events import SensEvent
 from pysens.importer import Importer
-from pysens.journal import MIGRATIONS
+from pysens.journal import Journal
+from pysens.journal.rows import COLUMNS, Row, RowCodec
+from pysens.journal.schema import LAST_SEQ
 from pysens.sources.wtmp import read_records, read_wtmp
 from pysens.tracker import Tracker
 
@@ -79,17 +85,28 @@ def build_text(records: int, seed: int = 7) -> str:
     return "\n".join(out[:records]) + "\n"
 
 
-Row = tuple[int, str, int, str, str, str | None, str | None, str]
 _BATCH = 5_000  # the importer's batch: one transaction each
 
 
-def journal_rows(wtmp: Path) -> list[Row]:
+@dataclass
+class Rows:
+    """What ``sens import`` writes for a file into a fresh journal: the event rows (exactly as
+    ``Journal`` encodes them) and the dictionary entries they use."""
+
+    events: list[Row]
+    names: list[tuple[int, str]]
+    shapes: list[tuple[int, str]]
+
+
+def journal_rows(wtmp: Path) -> Rows:
     """The rows ``sens import`` writes for ``wtmp`` into a fresh journal, in order."""
     events: list[SensEvent] = []
     Importer(None, on_events=events.extend).import_files("wtmp", [str(wtmp)])
-    return [(seq, e.id, int(e.time.timestamp()) * 1_000_000 + e.time.microsecond, e.host,
-             str(e.method), e.user_name, e.session_id, body)
-            for seq, (e, body) in enumerate(zip(events, json_texts(events), strict=True), 1)]
+    codec = RowCodec()
+    rows: list[Row] = []
+    for n in range(0, len(events), _BATCH):
+        rows += codec.encode(events[n:n + _BATCH], n + 1, history=True)
+    return Rows(rows, list(codec.new_names), list(codec.new_shapes))
 
 
 def _fresh(path: Path) -> None:
@@ -97,76 +114,97 @@ def _fresh(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def python_floor(rows: list[Row], journal: Path) -> Callable[[], int]:
-    """The rows inserted with Python's sqlite3 alone, as ``Journal`` inserts them."""
+_INSERT = (f"INSERT INTO events({', '.join(COLUMNS)}) VALUES "
+           f"({', '.join('?' * len(COLUMNS))})")
+
+
+def python_floor(rows: Rows, journal: Path) -> Callable[[], int]:
+    """The rows inserted with Python's sqlite3 alone into the journal's own schema (made by
+    ``Journal``), transaction by transaction as ``Journal`` inserts them."""
     def go() -> int:
         _fresh(journal)
+        Journal(journal).close()  # the schema, the pragmas: the journal's own
         db = sqlite3.connect(journal, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript("".join(MIGRATIONS))
-        for n in range(0, len(rows), _BATCH):
-            chunk = rows[n:n + _BATCH]
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("INSERT INTO names(code, text) VALUES (?, ?)", rows.names)
+        db.executemany("INSERT INTO shapes(code, keys) VALUES (?, ?)", rows.shapes)
+        db.execute("COMMIT")
+        events = rows.events
+        for n in range(0, len(events), _BATCH):
             db.execute("BEGIN IMMEDIATE")
-            db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-            db.executemany("INSERT INTO events(seq, id, time_us, host, method, user_name,"
-                           " session_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", chunk)
-            db.executemany("INSERT OR IGNORE INTO history(seq) VALUES (?)",
-                           [(r[0],) for r in chunk])
+            db.execute("SELECT code, text FROM names WHERE code > ?", (len(rows.names),))
+            db.execute("SELECT code, keys FROM shapes WHERE code > ?", (len(rows.shapes),))
+            db.execute(LAST_SEQ).fetchone()
+            db.execute("SELECT max(id) FROM events").fetchone()
+            db.executemany(_INSERT, events[n:n + _BATCH])
             db.execute("COMMIT")
         db.close()
-        return len(rows)
+        return len(events)
     return go
 
 
-def _text(value: str | None) -> bytes:
-    if value is None:
-        return struct.pack("=I", 0xFFFFFFFF)
-    data = value.encode()
-    return struct.pack("=I", len(data)) + data
+def _value(v: object) -> bytes:
+    if v is None:
+        return b"\0"
+    if isinstance(v, int):
+        return b"\1" + struct.pack("=q", v)
+    data = v if isinstance(v, bytes) else str(v).encode()
+    return (b"\3" if isinstance(v, bytes) else b"\2") + struct.pack("=I", len(data)) + data
 
 
-#: The least an idempotent SQLite journal of these events could be: the columns and the unique
-#: id (re-importing must add nothing), the history marks; no body, no time index.
-LEAN_SCHEMA = """
-CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, time_us INTEGER NOT NULL,
-    host TEXT NOT NULL, method TEXT NOT NULL, user_name TEXT, session_id TEXT, body TEXT NOT NULL);
-CREATE TABLE history (seq INTEGER PRIMARY KEY);
-"""
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
-def c_floor(rows: list[Row], tmp: Path, *, lean: bool = False) -> Callable[[], float] | None:
-    """The rows inserted from C (``sqlite_floor.c``); None when it cannot be built here. The
-    callable returns the program's own timing (loading the rows into memory excluded).
-
-    ``lean``: into :data:`LEAN_SCHEMA`, every body empty."""
+def c_floor(rows: Rows, tmp: Path) -> Callable[[], float] | None:
+    """The rows inserted from C (``sqlite_floor.c``) into the journal's own schema; None when
+    it cannot be built here. The callable returns the program's own timing (loading the rows
+    into memory excluded)."""
     gcc = shutil.which("gcc")
     if gcc is None:
         return None
     program = tmp / "sqlite_floor"
-    tag = "-lean" if lean else ""
     source = Path(__file__).with_name("sqlite_floor.c")
     built = subprocess.run([gcc, "-O2", "-o", str(program), str(source), "-lsqlite3"],
                            capture_output=True, text=True)
     if built.returncode != 0:
         print(f"sqlite_floor.c not built (libsqlite3-dev missing?): {built.stderr.strip()}")
         return None
-    data = tmp / f"rows{tag}.bin"
+    data = tmp / "rows.bin"
     with data.open("wb") as out:
-        for seq, id_, time_us, host, method, user, session, body in rows:
-            out.write(struct.pack("=qq", seq, time_us))
-            out.write(b"".join(map(_text, (id_, host, method, user, session,
-                                           "" if lean else body))))
-    schema = tmp / f"schema{tag}.sql"
-    schema.write_text(LEAN_SCHEMA if lean else "".join(MIGRATIONS))
-    journal = tmp / f"floor-c{tag}.db"
+        for row in rows.events:
+            out.write(struct.pack("=I", len(row)) + b"".join(map(_value, row)))
+    # The schema as a fresh journal has it (the migrations' result), and its dictionaries.
+    model = tmp / "model.db"
+    _fresh(model)
+    Journal(model).close()
+    with sqlite3.connect(model) as db:
+        ddl = [sql for (sql,) in db.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'"
+            " ORDER BY rowid")]
+    inserts = [f"INSERT INTO names(code, text) VALUES ({c}, {_sql_text(t)})"
+               for c, t in rows.names]
+    inserts += [f"INSERT INTO shapes(code, keys) VALUES ({c}, {_sql_text(k)})"
+                for c, k in rows.shapes]
+    schema = tmp / "schema.sql"
+    schema.write_text(";\n".join(ddl + inserts) + ";\n")
+    journal = tmp / "floor-c.db"
 
     def go() -> float:
         _fresh(journal)
-        done = subprocess.run([str(program), str(journal), str(data), str(schema), str(_BATCH)],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run([str(program), str(journal), str(data), str(schema), str(_BATCH),
+                               _INSERT], capture_output=True, text=True, check=True)
         return float(done.stdout)
     return go
+
+
+def bytes_per_event(journal: Path) -> tuple[int, int]:
+    """The journal's file size after a checkpoint (indexes included) and its event count."""
+    with closing(sqlite3.connect(journal)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (n,) = db.execute("SELECT count(*) FROM events").fetchone()
+    return journal.stat().st_size, int(n)
 
 
 def main() -> None:
@@ -194,9 +232,10 @@ def main() -> None:
             return sum(len(tracker.feed(obs)) for obs in read_wtmp(str(wtmp), print))
 
         def pair_and_encode() -> int:
+            codec = RowCodec()
             sizes: list[int] = []
             Importer(None, host="bench", on_events=lambda evs: sizes.append(
-                len(json_texts(evs)))).import_files("wtmp", [str(wtmp)])
+                len(codec.encode(evs, 1, True)))).import_files("wtmp", [str(wtmp)])
             return sum(sizes)
 
         def sens_import(journal: Path) -> Callable[[], int]:
@@ -212,6 +251,7 @@ def main() -> None:
         t_encode, encoded = best(pair_and_encode)
         journal = Path(tmp) / "journal.db"
         t_import, _ = best(sens_import(journal))
+        size_on_disk, stored = bytes_per_event(journal)
         start = time.perf_counter()
         sens_main(["--journal", str(journal), "import", "wtmp", str(wtmp)])
         t_again = time.perf_counter() - start
@@ -219,8 +259,6 @@ def main() -> None:
         t_floor_py, _ = best(python_floor(rows, Path(tmp) / "floor-py.db"))
         floor_c = c_floor(rows, Path(tmp))
         t_floor_c = min(floor_c() for _ in range(REPEAT)) if floor_c is not None else None
-        lean_c = c_floor(rows, Path(tmp), lean=True)
-        t_lean_c = min(lean_c() for _ in range(REPEAT)) if lean_c is not None else None
 
     print(f"wtmp: {records:,} records ({size / 1e6:.1f} MB), {events:,} SENS events; "
           f"best of {REPEAT}, wall time")
@@ -230,18 +268,20 @@ def main() -> None:
         ("pysens: read records", t_read),
         ("pysens: read -> observations", t_obs),
         ("pysens: read + pair (tracker -> events)", t_pair),
-        ("pysens: read + pair + JSON bodies, no SQLite", t_encode),
+        ("pysens: read + pair + journal rows, no SQLite", t_encode),
         ("sens import (fresh journal)", t_import),
         ("sens import again (all already journaled)", t_again),
         ("floor: the same rows, sqlite3 (Python) alone", t_floor_py),
     ]
     if t_floor_c is not None:
         lines.append(("floor: the same rows, from C (sqlite_floor.c)", t_floor_c))
-    if t_lean_c is not None:
-        lines.append(("floor, lean: id+columns only, from C", t_lean_c))
     for name, secs in lines:
         print(f"{name:<46}{secs:>9.3f}{records / secs:>12,.0f}{secs / t_last:>8.2f}x")
-    assert n == records and encoded == events == len(rows)
+    print(f"sens import vs the Python floor: {t_import / t_floor_py:.2f}x; read records vs "
+          f"last: {t_read / t_last:.2f}x")
+    print(f"journal on disk after a checkpoint: {size_on_disk:,} bytes for {stored:,} events, "
+          f"{size_on_disk / stored:.0f} bytes per event")
+    assert n == records and encoded == events == len(rows.events) == stored
 
 
 if __name__ == "__main__":

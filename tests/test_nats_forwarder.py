@@ -261,10 +261,11 @@ async def test_a_journal_row_that_no_longer_reads_is_set_aside_not_retried(
     # Rows that SensEvent would refuse today: a damaged body, an id that would break the
     # Nats-Msg-Id header line (an older journal, a hand edit, a bad disk).
     with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO events(id, time_us, host, method, body) VALUES"
-                   " ('01DAMAGED', 1, 'h1', 'Logon', 'garbage')")
-        db.execute("INSERT INTO events(id, time_us, host, method, body) VALUES"
-                   " ('a' || char(13, 10) || 'PUB x 1', 2, 'h1', 'Logon', '{}')")
+        code = "(SELECT code FROM names WHERE text = '{}')".format
+        columns = (f"id, time_us, observed, host, method, source, flags, raw) SELECT ?, 1, 0, "
+                   f"{code('h1')}, {code('Logon')}, source, 0, ? FROM events LIMIT 1")
+        db.execute(f"INSERT INTO events({columns}", ("01DAMAGED", "garbage"))
+        db.execute(f"INSERT INTO events({columns}", ("a\r\nPUB x 1", None))
     journal.append_many(storm("h1", 3, start=3))
     fwd = Forwarder(journal, nats_server.url, backoff=(0.05, 0.2), ack_timeout=2)
     await asyncio.wait_for(fwd.run(drain=True), 60)

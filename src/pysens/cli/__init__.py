@@ -34,6 +34,7 @@ COMMANDS: list[str] = [
     "serve",
     "web",
     "subscriptions",
+    "journal",
     "doctor",
 ]
 

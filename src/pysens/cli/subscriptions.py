@@ -145,9 +145,13 @@ def _run(args: argparse.Namespace, store: SubscriptionStore, cursor: Any) -> int
                   "until that is fixed", file=sys.stderr)
     elif args.action == "list":
         subs = store.list()
+        # Events retention deleted before a subscription had them (a max_size forced it).
+        losses = {name: (lost, at) for name, (_, lost, at) in store.journal.cursors().items()}
         if args.json:
             for s in subs:
-                print(json.dumps(s.to_json() | {"cursor": cursor(s.cursor)}, ensure_ascii=False))
+                lost, at = losses.get(s.cursor, (0, None))
+                print(json.dumps(s.to_json() | {"cursor": cursor(s.cursor), "lost": lost,
+                                                "lost_at": at}, ensure_ascii=False))
             return 0
         for s in subs:
             what = s.event_class + (f".{s.method}" if s.method else "")
@@ -160,6 +164,9 @@ def _run(args: argparse.Namespace, store: SubscriptionStore, cursor: Any) -> int
                 line += f"  criteria={escape(s.criteria)}"
             if flags:
                 line += "  " + " ".join(flags)
+            lost, at = losses.get(s.cursor, (0, None))
+            if lost:
+                line += f"  lost={lost} (deleted by retention before delivery; last {at})"
             if s.last_error:
                 line += f"  failures={s.failures}  last error: {escape(s.last_error)}"
             print(line)

@@ -23,6 +23,12 @@ retry_initial = 1.0                      # seconds before the first retry; doubl
 retry_max = 300.0                        # the cap of the backoff
 timeout = 180.0                          # time limit of one delivery (SENS: 3 minutes)
 
+[journal]                                # retention, applied in the background
+max_age = "90d"                          # delete events older than this (s, min, h, d, w,
+                                         # month, y); undelivered ones are kept
+max_size = "500M"                        # keep the file under this (K, M, G, T); the oldest
+                                         # go, undelivered ones too if they must (counted)
+
 [[forward]]                              # ship the journal to NATS JetStream
 url = "nats://nats.example:4222"
 ```
@@ -37,9 +43,11 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from ..journal.limits import LimitError, parse_age, parse_size
 from ..sources.destinations import Destination, parse_destinations
 
 __all__ = ["ConfigError", "ForwardConfig", "ServiceConfig", "load_config", "parse_config"]
@@ -79,6 +87,10 @@ class ServiceConfig:
     power: bool | None = None
     destinations: tuple[Destination, ...] = ()
     path: str | None = None
+    #: Retention (``[journal]``): delete events older than this, and keep the file under
+    #: this many bytes; None: no limit.
+    max_age: timedelta | None = None
+    max_size: int | None = None
 
     def wants(self, kind: str) -> bool | None:
         """Whether the daemon runs the ``network`` or ``power`` source: True (must), None
@@ -107,6 +119,10 @@ _KEYS: dict[str, dict[str, _Spec]] = {
         "retry_initial": ((int, float), "a positive number of seconds"),
         "retry_max": ((int, float), "a positive number of seconds"),
         "timeout": ((int, float), "a positive number of seconds"),
+    },
+    "journal": {
+        "max_age": (str, 'an age like "90d", "2w" or "12h"'),
+        "max_size": ((str, int), 'a size like "500M" or "2G"'),
     },
 }
 
@@ -152,7 +168,8 @@ def parse_config(text: str, name: str = "<config>") -> ServiceConfig:
         if table in ("forward", "destination"):
             continue
         if table not in _KEYS:
-            known = "known sections are [serve], [delivery], [[forward]] and [[destination]]"
+            known = ("known sections are [serve], [delivery], [journal], [[forward]] and "
+                     "[[destination]]")
             if isinstance(value, dict) or (
                     isinstance(value, list) and value and isinstance(value[0], dict)):
                 raise fail(table, None, f"unknown section [{table}]; {known}")
@@ -173,6 +190,13 @@ def parse_config(text: str, name: str = "<config>") -> ServiceConfig:
                 raise fail(table, key, f"[{table}] {key} must be {what}, not {v!r}")
             if isinstance(v, list) and not all(isinstance(s, str) and s for s in v):
                 raise fail(table, key, f"[{table}] sources must be a list of source names")
+            if table == "journal":
+                try:
+                    kw[key] = parse_age(str(v)) if key == "max_age" else parse_size(
+                        v if isinstance(v, int) else str(v))
+                except LimitError as e:
+                    raise fail(table, key, f"[journal] {key}: {e}") from None
+                continue
             if isinstance(v, int | float) and not isinstance(v, bool) and (
                     v <= 0 or not math.isfinite(v)):  # nan passes `<= 0`
                 raise fail(table, key, f"[{table}] {key} must be {what}, not {v!r}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import EventError, SensEvent
+from ..journal import JournalError
 from .protocol import LINE_LIMIT, DaemonError, SocketBackend, dump
 
 __all__ = ["SocketServer", "peer_credentials"]
@@ -189,7 +190,11 @@ class SocketServer:
                 events.append(SensEvent.from_json(obj))
             except (EventError, TypeError) as e:
                 errors.append({"index": i, "error": str(e)})
-        new, already = await self.backend.publish(events)
+        try:
+            new, already = await self.backend.publish(events)
+        except JournalError as e:  # a full disk, a damaged page: the daemon said it in its log
+            return {"ok": False, "status": 1, "error": f"{e}; none of these {len(events)} "
+                    "event(s) was journaled"}
         return {"ok": True, "published": new, "already": already, "errors": errors}
 
     async def _watch(self, req: dict[str, Any], reader: asyncio.StreamReader,

@@ -27,7 +27,9 @@ from ..criteria import Criteria
 from ..delivery import DeliveryManager, DeliveryPolicy
 from ..events import SensEvent, fold_name
 from ..eventsystem import EventSystem
-from ..journal import Journal, JournalError, JournalWriter, SubscriptionStore
+from ..journal import Journal, JournalError, JournalFull, JournalWriter, SubscriptionStore
+from ..journal.maintenance import recover_hint
+from ..journal.retention import Retention
 from ..live import tracked_events
 from ..observations import SessionRecord
 from ..sources import Source, SourceUnavailable, UnknownSource, choose_source, open_source, probe
@@ -67,6 +69,9 @@ class Service:
         self._stop = asyncio.Event()
         self.server: SocketServer | None = None
         self.published = 0
+        #: Seconds between two passes of retention ([journal] max_age / max_size).
+        self.retention_interval = 300.0
+        self._full = False  # the journal's disk is full: said once, until it has room again
 
     # -- the socket's backend ---------------------------------------------------------------
 
@@ -84,7 +89,12 @@ class Service:
         assert self.writer is not None  # noqa: S101 - an invariant of this code, not a check of input
         if not events:
             return 0, 0
-        results = await self.writer.append_many(events)
+        try:
+            results = await self.writer.append_many(events)
+        except JournalFull as full:
+            self._journal_full(full)
+            raise
+        self._journal_has_room()
         new = [r.event for r in results if r.inserted]
         for e in new:
             # Published events are live events: they open and close sessions in the table
@@ -149,13 +159,39 @@ class Service:
         assert self.writer is not None  # noqa: S101 - an invariant of this code, not a check of input
         try:
             async for event in tracked_events(source, self.tracker):
-                result = await self.writer.append(event)
-                if result.inserted:
-                    await self._announce([result.event])
+                await self._append_live(event)
         except (SourceUnavailable, OSError, JournalError) as e:
             log.error("the %s source stopped: %s", name, e)
         except Exception:  # a bug: its traceback goes to the log, the other sources go on
             log.exception("the %s source stopped", name)
+
+    def _journal_full(self, e: JournalFull) -> None:
+        if not self._full:
+            self._full = True
+            log.error("%s: refusing new events until there is room (what was acknowledged "
+                      "is kept; writes resume by themselves)", e)
+
+    def _journal_has_room(self) -> None:
+        if self._full:
+            self._full = False
+            assert self.journal is not None  # noqa: S101 - an invariant of this code, not a check of input
+            log.warning("the journal %s has room again: accepting events", self.journal.path)
+
+    async def _append_live(self, event: SensEvent) -> None:
+        """Journal a source's event and tell everyone; on a full disk, wait and try again
+        (the source's next events wait meanwhile: none is dropped)."""
+        assert self.writer is not None  # noqa: S101 - an invariant of this code, not a check of input
+        while True:
+            try:
+                result = await self.writer.append(event)
+            except JournalFull as e:
+                self._journal_full(e)
+                await asyncio.sleep(1)
+                continue
+            self._journal_has_room()
+            if result.inserted:
+                await self._announce([result.event])
+            return
 
     def _presence(self, owner: str) -> set[tuple[str, str]]:
         owner = fold_name(owner)
@@ -232,6 +268,14 @@ class Service:
             self.journal = Journal(cfg.journal, durable=cfg.durable)
         except JournalError as e:
             raise ServiceError(str(e)) from None
+        damage = await asyncio.to_thread(self.journal.quick_check)
+        if damage:
+            path = self.journal.path
+            self.journal.close()
+            self.journal = None
+            raise ServiceError(f"the journal {path} is damaged ({'; '.join(damage)}); not "
+                               f"serving on it: {recover_hint(path)}, or start with a new "
+                               "journal")
         try:
             self.writer = JournalWriter(self.journal)
             self.store = SubscriptionStore(self.journal)
@@ -269,6 +313,12 @@ class Service:
             tasks.append(asyncio.create_task(self._pump(name, source), name=f"source {name}"))
         for f in self.forwarders:
             tasks.append(asyncio.create_task(f.run(), name=f"forward {f.url}"))
+        if self.config.max_age is not None or self.config.max_size is not None:
+            assert self.journal is not None  # noqa: S101 - an invariant of this code, not a check of input
+            retention = Retention(self.journal, max_age=self.config.max_age,
+                                  max_size=self.config.max_size)
+            tasks.append(asyncio.create_task(retention.serve(self.retention_interval),
+                                             name="retention"))
         _sd_notify("READY=1")
         print(f"sens: serving on {self.socket_path} (journal {self.hello()['journal']}; "
               f"sources: {', '.join(self.source_names) or 'none'}; "

@@ -27,6 +27,8 @@ from typing import Any
 
 from ..events import CLASS_METHODS, EventClass, format_time
 from .events import Journal
+from .rows import FLAG_HISTORY
+from .schema import LAST_SEQ
 
 __all__ = [
     "PersistentSubscription",
@@ -193,7 +195,7 @@ class SubscriptionStore:
                      sub.state, 0, None, sub.created),
                 )
                 start = 0 if from_start else int(
-                    db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+                    db.execute(LAST_SEQ).fetchone()[0])
                 db.execute("INSERT OR REPLACE INTO cursors(name, seq) VALUES (?, ?)",
                            (sub.cursor, start))
                 db.execute("COMMIT")
@@ -260,7 +262,8 @@ class SubscriptionStore:
     def history_seqs(self, after: int, upto: int) -> set[int]:
         """The seqs in ``(after, upto]`` marked as history (not delivered)."""
         return {int(r[0]) for r in self._exec(
-            "SELECT seq FROM history WHERE seq > ? AND seq <= ?", (after, upto))}
+            f"SELECT seq FROM events WHERE seq > ? AND seq <= ? AND flags & {FLAG_HISTORY}",  # noqa: S608 - a constant; the SQL text is this module's own
+            (after, upto))}
 
     def record_success(self, sub_id: str) -> None:
         """Deliveries work again: failures reset (the last error stays visible)."""

@@ -2,8 +2,9 @@
 
 A long journal (or the fleet's store) is not decoded whole for ``sens timeline --since``: the
 keys and bounds come from the ``host``, ``session_id``, ``time_us`` and ``method`` columns, and
-only the bodies of the rows kept are read. The journal and the central store have those
-columns alike, so both use :func:`window_keys` with their own connection.
+only the rows kept are read whole. The central store has those columns, the journal a view of
+them (``event_keys``: its names are codes), so both use :func:`window_keys` with their own
+connection.
 """
 
 from __future__ import annotations
@@ -22,19 +23,20 @@ Select = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 Before = tuple[str, str, int, int | None, int | None]
 
 
-def window_queries(ph: str, methods: int, until: bool, hosts: int = 0) -> tuple[str, str]:
-    """The two SQL queries (on an ``events`` table with ``host``, ``session_id``, ``time_us``
-    and ``method`` columns, as the journal and the central store have) whose rows
+def window_queries(ph: str, methods: int, until: bool, hosts: int = 0,
+                   table: str = "events") -> tuple[str, str]:
+    """The two SQL queries (on ``table``, with ``host``, ``session_id``, ``time_us`` and
+    ``method`` columns: the central store's ``events``, the journal's ``event_keys``) whose rows
     :func:`window_bounds` takes: the pairs inside the window (parameters: since, [until],
     the methods, [the hosts]) and the latest times before it (since, the methods, [hosts])."""
     m = ", ".join([ph] * methods)
     h = f" AND host IN ({', '.join([ph] * hosts)})" if hosts else ""
-    inside = (f"SELECT DISTINCT host, session_id FROM events WHERE time_us >= {ph}"  # noqa: S608 - placeholders only; the SQL text is this module's own
+    inside = (f"SELECT DISTINCT host, session_id FROM {table} WHERE time_us >= {ph}"  # noqa: S608 - placeholders only; the SQL text is this module's own
               f"{f' AND time_us < {ph}' if until else ''} AND session_id IS NOT NULL"
               f" AND method IN ({m}){h}")
     before = (f"SELECT host, session_id, max(time_us),"  # noqa: S608 - placeholders only; the SQL text is this module's own
               f" max(CASE WHEN method != 'Logoff' THEN time_us END),"
-              f" max(CASE WHEN method = 'Logoff' THEN time_us END) FROM events"
+              f" max(CASE WHEN method = 'Logoff' THEN time_us END) FROM {table}"
               f" WHERE time_us < {ph} AND session_id IS NOT NULL AND method IN ({m}){h}"
               f" GROUP BY host, session_id")
     return inside, before
@@ -77,7 +79,7 @@ def window_needs(
 
 def window_keys(
     select: Select, ph: str, methods: Iterable[str], since_us: int, until_us: int | None, *,
-    hosts: Sequence[str] = (), key: str = "seq", order: str = "seq",
+    hosts: Sequence[str] = (), key: str = "seq", order: str = "seq", table: str = "events",
 ) -> list[Any]:
     """The ``key`` column (or columns, comma-separated: a tuple each) of every row of
     ``methods`` (on ``hosts`` when given) that a timeline of ``[since_us, until_us)`` needs,
@@ -90,14 +92,15 @@ def window_keys(
     """
     names = sorted(set(methods))
     until = [until_us] if until_us is not None else []
-    inside_sql, before_sql = window_queries(ph, len(names), until_us is not None, len(hosts))
+    inside_sql, before_sql = window_queries(ph, len(names), until_us is not None, len(hosts),
+                                            table)
     inside = select(inside_sql, (since_us, *until, *names, *hosts))
     before = select(before_sql, (since_us, *names, *hosts))
     bound = window_bounds([(h, s) for h, s in inside],
                           [(h, s, a, b, c) for h, s, a, b, c in before])
     m = ", ".join([ph] * len(names))
     h = f" AND host IN ({', '.join([ph] * len(hosts))})" if hosts else ""
-    rows = select(f"SELECT {key}, host, session_id, time_us FROM events WHERE method IN ({m})"  # noqa: S608 - placeholders only; the SQL text is this module's own
+    rows = select(f"SELECT {key}, host, session_id, time_us FROM {table} WHERE method IN ({m})"  # noqa: S608 - placeholders only; the SQL text is this module's own
                   f"{h} ORDER BY {order}", (*names, *hosts))
     n = key.count(",") + 1  # a key of several columns comes back as a tuple
     return [r[0] if n == 1 else r[:n] for r in rows

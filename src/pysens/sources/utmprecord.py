@@ -256,10 +256,14 @@ def decode_all(
     size = layout.size
     big_endian = layout.big_endian
     new = object.__new__
-    setters = _RECORD_SETTERS
-    # Lines, users and hosts repeat: each distinct field is decoded once per call.
+    # The slots' setters, called one by one (a loop over them costs half the record).
+    (s_type, s_pid, s_line, s_id, s_user, s_host, s_term, s_status, s_session, s_time,
+     s_address, s_offset) = _RECORD_SETTERS
+    # Lines, users and hosts repeat: each distinct field is decoded once per call; so do
+    # addresses.
     texts: dict[bytes, str] = {}
     known = texts.get
+    addresses: dict[tuple[int, int, int, int], str | None] = {}
     delta = timedelta
     epoch = _EPOCH
     off = base - size
@@ -285,13 +289,25 @@ def decode_all(
         host_s = known(host)
         if host_s is None:
             host_s = texts[host] = _text(host)
-        for setter, value in zip(setters, (
-            typ, pid, line_s, id_s, user_s, host_s, term, status, session,
-            epoch + delta(0, sec, usec),
-            None if not (a0 or a1 or a2 or a3) else _address((a0, a1, a2, a3), big_endian),
-            off,
-        ), strict=True):
-            setter(rec, value)
+        s_type(rec, typ)
+        s_pid(rec, pid)
+        s_line(rec, line_s)
+        s_id(rec, id_s)
+        s_user(rec, user_s)
+        s_host(rec, host_s)
+        s_term(rec, term)
+        s_status(rec, status)
+        s_session(rec, session)
+        s_time(rec, epoch + delta(0, sec, usec))
+        if a0 or a1 or a2 or a3:
+            words = (a0, a1, a2, a3)
+            address = addresses.get(words)
+            if address is None:
+                address = addresses[words] = _address(words, big_endian)
+            s_address(rec, address)
+        else:
+            s_address(rec, None)
+        s_offset(rec, off)
         yield rec
 
 

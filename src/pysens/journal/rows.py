@@ -1,0 +1,438 @@
+"""How the journal stores an event: one row of columns, every field once (schema version 3).
+
+Pure apart from the two dictionaries it is handed (no SQL here; :mod:`.events` runs it):
+
+* ``id``: a ULID's 128 bits as a 16-byte blob (ids are ULIDs unless a publisher chose its own:
+  those stay text, and compare apart from the blobs);
+* ``time_us``: microseconds since 1970 (exact, negative before); ``observed``: microseconds
+  after ``time``;
+* host, method, source, user and domain names, session types, seats, reasons and connection
+  names: small integer codes of the ``names`` table (they repeat across events);
+* ``flags``: remote, synthesized, history, and two "the same as" bits (a tty equal to the
+  session id, a client name equal to the client address) that spare storing a value twice;
+* ``raw``: its values as compact JSON, its keys once in the ``shapes`` table. A raw value equal
+  to one of the event's columns (a wtmp record's ``ut_user`` is the user name) is not stored
+  again: its shape entry names the column instead.
+
+:class:`RowCodec` turns events into rows and back; :func:`id_key` and :func:`id_text` convert
+ids. Reading a row back gives an event whose ``to_json()`` is the one appended.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..events import METHOD_CLASSES, EventError, Method, SensEvent
+
+__all__ = [
+    "COLUMNS",
+    "FLAG_HISTORY",
+    "Row",
+    "RowCodec",
+    "id_key",
+    "id_text",
+    "time_us",
+]
+
+#: The ``events`` table's columns, in the order of a row.
+COLUMNS = (
+    "seq", "id", "time_us", "observed", "host", "method", "source", "flags", "user_name",
+    "domain", "session_id", "session_name", "session_type", "tty", "seat", "client_name",
+    "client_address", "logon_id", "reason", "connection", "connection_type", "qoc_flags",
+    "qoc_in", "qoc_out", "destination", "battery_percent", "raw_shape", "raw",
+)
+Row = tuple[Any, ...]
+
+FLAG_REMOTE = 1
+FLAG_SYNTHESIZED = 2
+#: Imported history: persistent subscriptions are not sent it.
+FLAG_HISTORY = 4
+FLAG_TTY_IS_SESSION = 8
+FLAG_CLIENT_NAME_IS_ADDRESS = 16
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def time_us(t: datetime) -> int:
+    """``t`` in microseconds since 1970 (exactly; a naive time is taken as UTC)."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return (t - _EPOCH) // _US
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TO_BASE32 = str.maketrans(_CROCKFORD, "0123456789abcdefghijklmnopqrstuv")
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}").fullmatch
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+
+
+def id_key(event_id: str) -> bytes | str:
+    """How ``event_id`` is stored: a canonical ULID as its 16 bytes, anything else as it is."""
+    if _ULID(event_id):
+        return int(event_id.translate(_TO_BASE32), 32).to_bytes(16, "big")
+    return event_id
+
+
+def id_text(key: bytes | str) -> str:
+    """The id a stored key stands for (:func:`id_key` undone)."""
+    if type(key) is bytes:
+        n = int.from_bytes(key, "big")
+        p = _PAIRS  # two digits per lookup, written out: a loop costs a third more
+        return (f"{p[n >> 120]}{p[(n >> 110) & 1023]}{p[(n >> 100) & 1023]}"
+                f"{p[(n >> 90) & 1023]}{p[(n >> 80) & 1023]}{p[(n >> 70) & 1023]}"
+                f"{p[(n >> 60) & 1023]}{p[(n >> 50) & 1023]}{p[(n >> 40) & 1023]}"
+                f"{p[(n >> 30) & 1023]}{p[(n >> 20) & 1023]}{p[(n >> 10) & 1023]}{p[n & 1023]}")
+    if isinstance(key, str):
+        return key
+    raise EventError(f"a stored id is neither a ULID nor text: {key!r}")
+
+
+def key_rank(key: bytes | str) -> tuple[bool, bytes | str]:
+    """A key's place in SQLite's order (all text before any blob), for comparing in Python."""
+    return (type(key) is bytes, key)
+
+
+# Text fields a raw value may repeat, in the order they are tried (the first equal one is
+# named). Their position here is their index in the tuple _strings() gives.
+_ELIDABLE = (
+    "user_name", "session_id", "tty", "client_name", "client_address", "host", "domain",
+    "session_name", "session_type", "seat", "logon_id", "reason", "connection", "destination",
+    "source",
+)
+_ELIDABLE_INDEX = {name: i for i, name in enumerate(_ELIDABLE)}
+#: The positions in that order of the fields stored as codes of `names` (the rest: as text).
+CODED_STRINGS = frozenset(_ELIDABLE_INDEX[n] for n in (
+    "user_name", "host", "domain", "session_type", "seat", "reason", "connection", "source"))
+_GET_STRINGS = [getattr(SensEvent, name).__get__ for name in _ELIDABLE]
+# Compact JSON for raw values (the stored form); what the event's JSON shows is unchanged.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+# A shape with more keys than this, or once this many shapes exist, is not worth a code: the
+# raw is stored as one compact JSON object instead (a publisher's free-form raw).
+_SHAPE_KEYS_MAX = 64
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def load_json(text: str) -> Any:
+    """``json.loads(text)`` for the compact text this module writes, without json.loads's
+    wrapper (four times faster on a short array). ValueError when it is not that."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        raise ValueError(f"not JSON: {text[:40]!r}") from None
+    if end != len(text):
+        raise ValueError(f"not JSON: {text[:40]!r}")
+    return value
+
+
+_SHAPES_MAX = 10_000
+
+_SLOTS = tuple(f for f in SensEvent.__slots__)
+assert _SLOTS == (  # noqa: S101 - an invariant of this code, not a check of input
+    "method", "user_name", "session_id", "id", "seq", "time", "observed", "host", "source",
+    "classes", "domain", "session_name", "session_type", "tty", "seat", "remote", "client_name",
+    "client_address", "logon_id", "reason", "synthesized", "raw", "connection",
+    "connection_type", "qoc", "destination", "battery_percent",
+), "RowCodec.decode sets SensEvent's fields in this order"
+_SETTERS = tuple(getattr(SensEvent, name).__set__ for name in _SLOTS)
+_new = object.__new__
+
+
+#: A parsed shape: per raw key, the key and the index of the column it repeats (None: stored).
+Shape = tuple[tuple[str, int | None], ...]
+
+
+class RowCodec:
+    """Events to rows and back, given the journal's two dictionaries: ``names`` (text -> code,
+    hosts, methods, users …) and ``shapes`` (a raw's keys as JSON -> code).
+
+    New texts get the next free code at once (:attr:`new_names`, :attr:`new_shapes`: what the
+    caller must insert in the same transaction; :meth:`forget` drops them after a rollback).
+    Before a write the caller brings the dictionaries up to date (:meth:`learn`), so codes
+    another process added are known and not handed out again.
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+        self.texts: dict[int, str] = {}
+        self.shapes: dict[str, int] = {}
+        self.parsed: dict[int, Shape] = {}
+        self.new_names: list[tuple[int, str]] = []
+        self.new_shapes: list[tuple[int, str]] = []
+        self._methods: dict[int, Method] = {}
+        self._shape_texts: dict[tuple[tuple[str, ...], tuple[int, ...]], str] = {}
+        self._next_name = 1
+        self._next_shape = 1
+
+    # -- the dictionaries ---------------------------------------------------------------------
+
+    def learn(self, names: Iterable[tuple[int, str]], shapes: Iterable[tuple[int, str]]) -> None:
+        """Take in stored ``(code, text)`` entries (those read from the database)."""
+        for code, text in names:
+            self.names[text] = code
+            self.texts[code] = text
+            self._next_name = max(self._next_name, code + 1)
+        for code, text in shapes:
+            self.shapes[text] = code
+            self._next_shape = max(self._next_shape, code + 1)
+
+    @property
+    def known(self) -> tuple[int, int]:
+        """The highest name and shape codes known (what to read beyond)."""
+        return self._next_name - 1, self._next_shape - 1
+
+    def committed(self) -> None:
+        """The new entries are stored."""
+        self.new_names.clear()
+        self.new_shapes.clear()
+
+    def forget(self) -> None:
+        """The transaction that was to store the new entries rolled back: drop them."""
+        for code, text in self.new_names:
+            del self.names[text]
+            del self.texts[code]
+            self._methods.pop(code, None)
+        for code, text in self.new_shapes:
+            del self.shapes[text]
+            self.parsed.pop(code, None)
+        self._next_name = max(self.texts, default=0) + 1
+        self._next_shape = max(self.shapes.values(), default=0) + 1
+        self.committed()
+
+    def _name(self, text: str) -> int:
+        code = self.names.get(text)
+        if code is None:
+            if type(text) is not str:
+                raise TypeError(f"a name must be text, not {text!r}")
+            code = self._next_name
+            self._next_name += 1
+            self.names[text] = code
+            self.texts[code] = text
+            self.new_names.append((code, text))
+        return code
+
+    def _shape(self, keys: str) -> int | None:
+        code = self.shapes.get(keys)
+        if code is None:
+            if len(self.shapes) >= _SHAPES_MAX:
+                return None
+            code = self._next_shape
+            self._next_shape += 1
+            self.shapes[keys] = code
+            self.new_shapes.append((code, keys))
+        return code
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def encode(self, events: Sequence[SensEvent], first_seq: int, history: bool,
+               keys: Sequence[bytes | str] | None = None) -> list[Row]:
+        """The rows of ``events``, numbered from ``first_seq`` (``keys``: their ids'
+        :func:`id_key`, when the caller has them already). TypeError or ValueError for a
+        field of the wrong type (the event did not come through SensEvent's checks)."""
+        if keys is None:
+            keys = [id_key(e.id) for e in events]
+        name = self._name
+        names = self.names
+        rows: list[Row] = []
+        add = rows.append
+        # A raw shared by several events (a Logon, its PostShell and its Logoff) is encoded
+        # once: (the mapping, its shape code, its stored values, the columns it repeats).
+        raws: dict[int, tuple[Mapping[str, Any], int | None, str | None,
+                              tuple[tuple[int, str], ...]]] = {}
+        base = FLAG_HISTORY if history else 0
+        seq = first_seq
+        for e, key in zip(events, keys, strict=True):
+            flags = base
+            if e.remote:
+                flags |= FLAG_REMOTE
+            if e.synthesized:
+                flags |= FLAG_SYNTHESIZED
+            sid, tty = e.session_id, e.tty
+            if tty is not None and tty == sid:
+                flags |= FLAG_TTY_IS_SESSION
+                tty = None
+            cname, caddr = e.client_name, e.client_address
+            if cname is not None and cname == caddr:
+                flags |= FLAG_CLIENT_NAME_IS_ADDRESS
+                cname = None
+            t = e.time
+            us = (t - _EPOCH) // _US
+            raw = e.raw
+            if raw:
+                known = raws.get(id(raw))
+                if known is None or known[0] is not raw or not _still_equal(e, known[3]):
+                    known = raws[id(raw)] = (raw, *self._encode_raw(e, raw))
+                shape, values = known[1], known[2]
+            else:
+                shape = values = None
+            user, domain, stype, seat, reason, conn = (
+                e.user_name, e.domain, e.session_type, e.seat, e.reason, e.connection)
+            qoc = e.qoc
+            ct, bp = e.connection_type, e.battery_percent
+            if (ct is not None and type(ct) is not int) or (bp is not None and type(bp) is not int):
+                raise TypeError("connection_type and battery_percent must be integers")
+            add((
+                seq, key, us, (e.observed - t) // _US,
+                names.get(e.host) or name(e.host), names.get(str(e.method)) or name(str(e.method)),
+                names.get(e.source) or name(e.source), flags,
+                None if user is None else names.get(user) or name(user),
+                None if domain is None else names.get(domain) or name(domain),
+                sid, e.session_name,
+                None if stype is None else names.get(stype) or name(stype),
+                tty,
+                None if seat is None else names.get(seat) or name(seat),
+                cname, caddr, e.logon_id,
+                None if reason is None else names.get(reason) or name(reason),
+                None if conn is None else names.get(conn) or name(conn),
+                ct,
+                *((None, None, None) if qoc is None else
+                  (int(qoc["flags"]), int(qoc["in_speed"]), int(qoc["out_speed"]))),
+                e.destination, bp, shape, values,
+            ))
+            seq += 1
+        return rows
+
+    def _encode_raw(self, e: SensEvent, raw: Mapping[str, Any]
+                    ) -> tuple[int | None, str | None, tuple[tuple[int, str], ...]]:
+        """``raw`` as (shape code, stored values, the columns it repeats)."""
+        if len(raw) > _SHAPE_KEYS_MAX or not all(type(k) is str for k in raw):
+            return None, _COMPACT(dict(raw)), ()
+        columns: dict[str, int] = {}
+        for i in range(len(_ELIDABLE) - 1, -1, -1):  # the first field wins: set it last
+            v = _GET_STRINGS[i](e)
+            if v is not None:
+                columns[v] = i
+        values: list[Any] = []
+        same: list[tuple[int, str]] = []
+        where: list[int] = []  # per key, the field it repeats (-1: none)
+        for v in raw.values():
+            at = columns.get(v) if type(v) is str else None
+            if at is None:
+                values.append(v)
+                where.append(-1)
+            else:
+                same.append((at, v))
+                where.append(at)
+        # The same keys repeating the same fields: the same shape (its text made once).
+        shape_key = (tuple(raw), tuple(where))
+        text = self._shape_texts.get(shape_key)
+        if text is None:
+            if len(self._shape_texts) >= _SHAPES_MAX:
+                self._shape_texts.clear()
+            text = self._shape_texts[shape_key] = _COMPACT(
+                [k if at < 0 else [k, _ELIDABLE[at]] for k, at in zip(raw, where, strict=True)])
+        code = self._shape(text)
+        if code is None:
+            return None, _COMPACT(dict(raw)), ()
+        return code, _COMPACT(values) if values else None, tuple(same)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def method(self, code: int) -> Method:
+        """The method a code names (EventError when none does)."""
+        m = self._methods.get(code)
+        if m is None:
+            try:
+                m = self._methods[code] = Method(self.texts[code])
+            except (KeyError, ValueError):
+                raise EventError(f"method code {code} names no method") from None
+        return m
+
+    def shape(self, code: int, lookup: Callable[[int], str | None]) -> Shape:
+        """The parsed shape of ``code`` (``lookup`` reads the shape's text when not known)."""
+        shape = self.parsed.get(code)
+        if shape is None:
+            text = lookup(code)
+            if text is None:
+                raise EventError(f"raw shape {code} is not in the journal")
+            try:
+                keys = json.loads(text)
+                shape = tuple((k, None) if isinstance(k, str) else (str(k[0]),
+                              _ELIDABLE_INDEX[k[1]]) for k in keys)
+            except (ValueError, KeyError, IndexError, TypeError):
+                raise EventError(f"raw shape {code} cannot be read") from None
+            self.parsed[code] = shape
+        return shape
+
+    def decode(self, row: Row, lookup_shape: Callable[[int], str | None],
+               seq: bool = True) -> SensEvent:
+        """The event of a stored row (with its ``seq`` unless ``seq`` is False). EventError,
+        KeyError, ValueError or TypeError when the row does not read as one."""
+        (s, key, us, obs, host, method, source, flags, user, domain, sid, sname, stype, tty,
+         seat, cname, caddr, logon_id, reason, conn, ct, qf, qi, qo, dest, bp, shape,
+         values) = row
+        texts = self.texts
+        m = self.method(method)
+        host_t = texts[host]
+        user_t = None if user is None else texts[user]
+        if flags & FLAG_TTY_IS_SESSION:
+            tty = sid
+        if flags & FLAG_CLIENT_NAME_IS_ADDRESS:
+            cname = caddr
+        domain_t = None if domain is None else texts[domain]
+        stype_t = None if stype is None else texts[stype]
+        seat_t = None if seat is None else texts[seat]
+        reason_t = None if reason is None else texts[reason]
+        conn_t = None if conn is None else texts[conn]
+        source_t = texts[source]
+        if shape is not None:
+            stored = load_json(values) if values is not None else ()
+            strings = (user_t, sid, tty, cname, caddr, host_t, domain_t, sname, stype_t,
+                       seat_t, logon_id, reason_t, conn_t, dest, source_t)
+            raw: dict[str, Any] = {}
+            n = 0
+            for k, i in self.shape(shape, lookup_shape):
+                if i is None:
+                    raw[k] = stored[n]
+                    n += 1
+                else:
+                    raw[k] = strings[i]
+            if n != len(stored):
+                raise EventError("its raw values do not fit their shape")
+        elif values is not None:
+            raw = load_json(values)
+            if not isinstance(raw, dict):
+                raise EventError("its raw is not an object")
+        else:
+            raw = {}
+        t = _EPOCH + timedelta(0, 0, us)
+        event = _new(SensEvent)
+        (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, s16, s17, s18,
+         s19, s20, s21, s22, s23, s24, s25, s26) = _SETTERS
+        s0(event, m)
+        s1(event, user_t)
+        s2(event, sid)
+        s3(event, id_text(key))
+        s4(event, s if seq else None)
+        s5(event, t)
+        s6(event, t + timedelta(0, 0, obs))
+        s7(event, host_t)
+        s8(event, source_t)
+        s9(event, METHOD_CLASSES[m])
+        s10(event, domain_t)
+        s11(event, sname)
+        s12(event, stype_t)
+        s13(event, tty)
+        s14(event, seat_t)
+        s15(event, bool(flags & FLAG_REMOTE))
+        s16(event, cname)
+        s17(event, caddr)
+        s18(event, logon_id)
+        s19(event, reason_t)
+        s20(event, bool(flags & FLAG_SYNTHESIZED))
+        s21(event, raw)
+        s22(event, conn_t)
+        s23(event, ct)
+        s24(event, None if qf is None else {"flags": qf, "in_speed": qi, "out_speed": qo})
+        s25(event, dest)
+        s26(event, bp)
+        return event
+
+
+def _still_equal(e: SensEvent, same: tuple[tuple[int, str], ...]) -> bool:
+    """Whether the columns a shared raw's shape names still hold its values for ``e``."""
+    return all(_GET_STRINGS[i](e) == v for i, v in same)
