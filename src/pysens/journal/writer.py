@@ -19,8 +19,9 @@ class JournalWriter:
     event, and a lone event is committed at once (no timer adds latency).
 
     ``on_commit(results)``, if given, is called with each commit's results as soon as it is
-    done, before any caller is answered: what must know of new events first (the daemon's
-    delivery) is told before anyone can ask the journal about them.
+    done, in the same step of the loop that answers its callers (they run next, in the order
+    they were answered): what must know of new events first (the daemon's delivery) is told
+    before any other task can ask the journal about them.
     """
 
     def __init__(
@@ -80,10 +81,10 @@ class JournalWriter:
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            if self.on_commit is not None:
-                self.on_commit(results)
             start = 0
             for events, fut in group:
                 if not fut.done():
                     fut.set_result(results[start : start + len(events)])
                 start += len(events)
+            if self.on_commit is not None:
+                self.on_commit(results)
