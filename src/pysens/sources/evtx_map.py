@@ -34,7 +34,8 @@ Decisions the sources leave open (see also the module docs of :mod:`pysens.sourc
   Window Manager (DWM-n), font driver (UMFD-n), SYSTEM and machine accounts are not users.
 * 4634 is a Logoff only for interactive logon ids (or, for a logon before the log began, when its
   LogonType is 2, 10 or 11), and not when it follows a disconnect of that session: Windows closes
-  the connection's logon then, not the session.
+  the connection's logon then, not the session (unless an LSM 23 a moment away says that the
+  session did end).
 * RemoteConnectionManager 1149 only says that network-level authentication succeeded (it is
   logged even when the logon then fails): no event. Winlogon 7001/7002 (System log) carry a SID,
   not a user name: no event.
