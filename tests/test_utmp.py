@@ -15,10 +15,10 @@ import pytest
 
 from pysens.cli import main
 from pysens.events import SensEvent, parse_time
+from pysens.inotify import Flag, Inotify, InotifyEvent
 from pysens.live import tracked_events
 from pysens.observations import Observation, SessionAppeared
 from pysens.sources import open_source
-from pysens.sources.inotify import Flag, Inotify, InotifyEvent
 from pysens.sources.utmp import ProcView, UtmpSource, UtmpState, open_utmp, probe
 from pysens.sources.utmprecord import UtmpRecord, iter_records
 from pysens.tracker import Tracker

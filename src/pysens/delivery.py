@@ -6,14 +6,22 @@ A crash between the two means a redelivery, never a loss. A failed delivery is r
 exponential backoff (capped); after ``max_failures`` failures in a row the subscription is marked
 ``failing`` and paused until ``sens subscriptions enable``, which resumes from the cursor. One
 subscription's trouble never holds up another: each worker runs on its own.
+
+The manager learns of new events and of changes to the subscriptions when they happen, never by
+a timer: the daemon wakes it for the events it journals itself, and a :class:`JournalWatch`
+(inotify on the journal file) for every commit by another process — ``sens import --deliver``,
+``sens publish`` while the daemon restarts, ``sens subscriptions`` — after which it asks the
+journal what changed. Only where inotify is missing does it look once per ``poll`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +29,7 @@ from dataclasses import dataclass
 from .aio import backoff_delay, wait_event
 from .events import Method, SensEvent, fold_name
 from .journal import Journal, PersistentSubscription, SubscriptionStore
+from .journal.notify import JournalWatch
 from .sinks import Sink, SinkError, make_sink
 from .subscriptions import compile_subscription
 
@@ -31,6 +40,8 @@ log = logging.getLogger(__name__)
 #: (host, session_id) of each session a user has open; seeds per-user presence.
 PresenceSeed = Callable[[str], set[tuple[str, str]]]
 
+# After the journal file changed, how long its writes must pause before the last look.
+_SETTLE = 0.05
 # How many events a sink marked parallel may be handed at once, in separate slices.
 _PARALLEL_SLICES = 8
 # A worker hands its sink chunks sized to take about this long (seconds), and saves its cursor
@@ -57,7 +68,12 @@ class DeliveryPolicy:
 class JournalTail:
     """The recent end of the journal, read and parsed once for every worker, and cursor saves
     gathered into one transaction. A worker further behind than the cache reads the journal
-    itself."""
+    itself.
+
+    A cursor is saved behind the worker's back (:meth:`note_cursor`): the worker goes on with its
+    next batch while the commit runs. That keeps at-least-once, since a cursor only ever names
+    events already delivered; a crash before the commit means those are delivered again.
+    """
 
     def __init__(self, journal: Journal, store: SubscriptionStore, keep: int = 20_000) -> None:
         self.journal = journal
@@ -71,6 +87,7 @@ class JournalTail:
         self._lock = asyncio.Lock()
         self._cursors: dict[str, int] = {}
         self._saving: asyncio.Task[None] | None = None
+        self._save_failed = False
 
     def _fetch(self, after: int, limit: int | None) -> tuple[list[SensEvent], set[int]]:
         events = list(self.journal.query(after_seq=after, limit=limit))
@@ -95,11 +112,30 @@ class JournalTail:
             self._last = self._seqs[-1]
             if len(events) >= self.keep:
                 self.dirty = True  # more than one read's worth came in
-            if len(self._events) > self.keep:
-                cut = len(self._events) - self.keep
-                del self._events[:cut], self._seqs[:cut]
-                low = self._seqs[0]
-                self._history = {s for s in self._history if s >= low}
+            self._trim()
+
+    def push(self, events: Sequence[SensEvent]) -> bool:
+        """Take ``events``, just journaled by this process, without reading them back: True when
+        they follow on from what the tail holds (their seqs the next ones, none missing);
+        otherwise the next read fetches them from the journal."""
+        if not events or self._last < 0 or self._lock.locked():
+            return False  # not started, or a read from the journal is on its way
+        last = self._last
+        seqs = [e.seq or 0 for e in events]
+        if seqs[0] != last + 1 or seqs[-1] != last + len(seqs):
+            return False  # another process's events came between (or some were known)
+        self._events.extend(events)
+        self._seqs.extend(seqs)
+        self._last = last + len(seqs)
+        self._trim()
+        return True
+
+    def _trim(self) -> None:
+        if len(self._events) > self.keep:
+            cut = len(self._events) - self.keep
+            del self._events[:cut], self._seqs[:cut]
+            low = self._seqs[0]
+            self._history = {s for s in self._history if s >= low}
 
     async def read(self, cursor: int, limit: int) -> tuple[list[SensEvent], set[int]]:
         """Up to ``limit`` events after ``cursor``, and which of them are history."""
@@ -111,19 +147,40 @@ class JournalTail:
             return events, self._history
         return await asyncio.to_thread(self._fetch, cursor, limit)
 
-    async def save_cursor(self, name: str, seq: int) -> None:
-        """Record ``name``'s progress; returns once it is committed (with others' saves)."""
+    def note_cursor(self, name: str, seq: int) -> None:
+        """Record ``name``'s progress; it is committed soon, with the others' (in order: a
+        later note for a name replaces an earlier one not yet saved)."""
         self._cursors[name] = seq
-        while name in self._cursors or (self._saving is not None and not self._saving.done()):
-            if self._saving is None or self._saving.done():
-                self._saving = asyncio.create_task(self._save())
-            await asyncio.shield(self._saving)
-            if name not in self._cursors:
-                return
+        if self._saving is None or self._saving.done():
+            self._saving = asyncio.create_task(self._save(), name="cursor saves")
+
+    async def flush(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - a bound on a
+        # shutdown, not a caller's deadline
+        """Commit every cursor noted so far (waiting at most ``timeout`` seconds), then stop
+        saving."""
+        task = self._saving
+        if task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(task)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def _save(self) -> None:
-        batch, self._cursors = self._cursors, {}
-        await asyncio.to_thread(self.store.set_cursors, batch)
+        while self._cursors:
+            batch, self._cursors = self._cursors, {}
+            try:
+                await asyncio.to_thread(self.store.set_cursors, batch)
+            except sqlite3.Error as e:
+                # Kept for the next save: until one works, a restart delivers those again.
+                self._cursors = {**batch, **self._cursors}
+                if not self._save_failed:
+                    log.warning("cannot save delivery cursors (%s); retrying", e)
+                self._save_failed = True
+                await asyncio.sleep(1.0)
+                continue
+            self._save_failed = False
 
 
 class SubscriptionWorker:
@@ -151,11 +208,14 @@ class SubscriptionWorker:
         self._pending_presence = self._present
         self.failures = sub.failures
         self.delivered = 0
-        self._chunk = 1
         timeout = float(sub.settings.get("timeout") or policy.timeout)
         # Made here, so that stored settings this pysens cannot use stop the worker before it
         # starts (the manager marks it failing, naming why), not inside its loop.
         self.sink = make_sink(sub.sink, sub.settings, timeout=timeout)
+        # A sink whose batch costs what one event does (a file: one write, one fsync) gets
+        # whole batches; the others start with one event and grow to what takes _CHUNK_TIME.
+        self._whole = bool(getattr(self.sink, "whole_batches", False))
+        self._chunk = policy.batch if self._whole else 1
 
     def wake(self) -> None:
         """New events are in the journal."""
@@ -248,13 +308,13 @@ class SubscriptionWorker:
                         skip = (todo[done].seq or cursor + 1) - 1
                         if skip > cursor:
                             cursor = skip
-                            await self.tail.save_cursor(sub.cursor, cursor)
+                            self.tail.note_cursor(sub.cursor, cursor)
                     if await self._failed(str(e)):
                         return
                     continue
                 cursor = upto
                 self._present = self._pending_presence
-                await self.tail.save_cursor(sub.cursor, cursor)
+                self.tail.note_cursor(sub.cursor, cursor)
                 await self._succeeded()
         finally:
             await self.sink.aclose()
@@ -266,12 +326,14 @@ class SubscriptionWorker:
         cursor = todo[done - 1].seq or 0
         if states:
             self._present = states[done - 1]
-        await self.tail.save_cursor(self.sub.cursor, cursor)
+        self.tail.note_cursor(self.sub.cursor, cursor)
         await self._succeeded()
         return cursor
 
     def _resize(self, n: int, took: float) -> None:
         """Size the next chunk from how long ``n`` events took."""
+        if self._whole:
+            return
         if took < _CHUNK_TIME / 2 and n >= self._chunk:
             self._chunk = min(self.policy.batch, self._chunk * 2)
         elif took > _CHUNK_TIME:
@@ -316,19 +378,33 @@ class DeliveryManager:
         self.poll = poll
         self.workers: dict[str, tuple[SubscriptionWorker, asyncio.Task[None]]] = {}
         self._signature: object = None
-        self._changed = asyncio.Event()
+        self._stir = asyncio.Event()  # something to do: one of the two flags below is up
+        self._reload = False  # re-read the subscriptions
+        self._look = False  # the journal file changed: ask what changed
+        self._seen = -1  # the last seq the workers were woken for
         self._syncing = asyncio.Lock()
         self.tail = JournalTail(journal, store)
+        #: True while the journal file is watched (False: no inotify here, polling instead).
+        self.watching = False
 
-    def wake(self) -> None:
-        """New events were journaled."""
-        self.tail.dirty = True
+    def wake(self, events: Sequence[SensEvent] = ()) -> None:
+        """New events were journaled: ``events``, when this process journaled them (with their
+        seqs, in order), are handed to the workers as they are, not read back."""
+        if events:
+            self._seen = max(self._seen, events[-1].seq or 0)
+        if not self.tail.push(events):
+            self.tail.dirty = True
         for worker, _ in self.workers.values():
             worker.wake()
 
     def reload(self) -> None:
         """Re-read the subscriptions now (``sens subscriptions`` changed them)."""
-        self._changed.set()
+        self._reload = True
+        self._stir.set()
+
+    def _noticed(self) -> None:
+        self._look = True
+        self._stir.set()
 
     async def sync(self) -> None:
         """Start and stop workers to match the stored subscriptions."""
@@ -377,29 +453,60 @@ class DeliveryManager:
             log.exception("subscription %r stopped", worker.sub.name)
             await asyncio.to_thread(self.store.record_failure, worker.sub.id,
                                     f"internal error: {e}", failing=True)
-        self._changed.set()
+        self.reload()
+
+    def _state(self) -> tuple[int, object]:
+        return self.journal.last_seq(), self.store.signature()
 
     async def run(self) -> None:
-        """Follow the subscriptions table until cancelled."""
-        await self.sync()
-        last = await asyncio.to_thread(self.journal.last_seq)
-        while True:
-            if not await wait_event(self._changed, self.poll):
-                # Events journaled by another process (`sens import --deliver`, a publish
-                # while the daemon was restarting) wake the workers too.
-                seq = await asyncio.to_thread(self.journal.last_seq)
-                if seq != last:
-                    last = seq
-                    self.wake()
-                if await asyncio.to_thread(self.store.signature) == self._signature:
-                    continue
-            self._changed.clear()
+        """Follow the journal and the subscriptions table until cancelled."""
+        watch = JournalWatch(self.journal.path, self._noticed)
+        self.watching = watch.start()
+        if not self.watching:
+            log.info("no inotify here: looking for other processes' changes to the journal "
+                     "every %g s", self.poll)
+        try:
             await self.sync()
+            seq = await asyncio.to_thread(self.journal.last_seq)
+            self._seen = max(self._seen, seq)
+            settle = False
+            while True:
+                if not self.watching:
+                    if not await wait_event(self._stir, self.poll):
+                        self._look = True
+                elif settle:
+                    # SQLite writes a commit's frames to the -wal, then makes them visible in
+                    # its -shm index, which inotify does not see: a look at the last write may
+                    # come too soon. So once the writes stop for a moment, one look more.
+                    settle = await wait_event(self._stir, _SETTLE)
+                    self._look = True
+                else:
+                    await self._stir.wait()
+                    settle = self._look
+                self._stir.clear()
+                if self._look:
+                    # Events journaled by another process (`sens import --deliver`, a publish
+                    # while the daemon was restarting) wake the workers; a commit that was our
+                    # own (a cursor, an event we woke them for already) changes nothing here.
+                    self._look = False
+                    seq, signature = await asyncio.to_thread(self._state)
+                    if seq > self._seen:
+                        self._seen = seq
+                        self.wake()
+                    if signature != self._signature:
+                        self._reload = True
+                if self._reload:
+                    self._reload = False
+                    await self.sync()
+        finally:
+            watch.close()
+            self.watching = False
 
     async def aclose(self) -> None:
-        """Stop every worker."""
+        """Stop every worker, and save the cursors of what they delivered."""
         tasks = [t for _, t in self.workers.values()]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.workers.clear()
+        await self.tail.flush()

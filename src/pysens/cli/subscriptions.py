@@ -62,7 +62,8 @@ def register(sub: Any) -> None:
 
 
 def _notify_daemon() -> None:
-    # A running daemon polls too; this only makes the change take effect at once.
+    # A running daemon notices the change in the journal file too (inotify; a timer where
+    # there is none); this makes it take effect before the call returns.
     try:
         client = DaemonClient.connect(timeout=2)
         if client is not None:

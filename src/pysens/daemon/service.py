@@ -1,10 +1,11 @@
 """The daemon (``sens serve``): sources -> tracker -> journal -> subscribers, sinks, forwarders.
 
 Every event is journaled (group commit) before anyone is told, so what a client was told, or
-what a publisher got an acknowledgement for, survives a crash. Then, in this order: the
-transient subscribers (socket watchers, in-process :class:`~pysens.eventsystem.EventSystem`
-subscribers), the persistent subscriptions (each a cursor-driven worker, :mod:`pysens.delivery`)
-and the NATS forwarders (their own cursors) are woken.
+what a publisher got an acknowledgement for, survives a crash. The persistent subscriptions
+(each a cursor-driven worker, :mod:`pysens.delivery`) are handed the new events at the commit
+itself; then, in this order, the transient subscribers (socket watchers, in-process
+:class:`~pysens.eventsystem.EventSystem` subscribers) and the NATS forwarders (their own cursors)
+are woken.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from ..criteria import Criteria
 from ..delivery import DeliveryManager, DeliveryPolicy
 from ..events import SensEvent, fold_name
 from ..eventsystem import EventSystem
-from ..journal import Journal, JournalError, JournalFull, JournalWriter, SubscriptionStore
+from ..journal import (
+    AppendResult,
+    Journal,
+    JournalError,
+    JournalFull,
+    JournalWriter,
+    SubscriptionStore,
+)
 from ..journal.maintenance import recover_hint
 from ..journal.retention import Retention
 from ..live import tracked_events
@@ -144,14 +152,19 @@ class Service:
 
     # -- the flow -----------------------------------------------------------------------------
 
+    def _committed(self, results: Sequence[AppendResult]) -> None:
+        # At the commit, before the publisher hears back: the workers take the events as they
+        # are (no read back), and the journal watch's look at the same commit finds them known.
+        new = [r.event for r in results if r.inserted]
+        if new and self.manager is not None:
+            self.manager.wake(new)
+
     async def _announce(self, events: Sequence[SensEvent]) -> None:
         if not events:
             return
         for e in events:
             # One subscriber's trouble is never the publisher's: the event system contains it.
             await self.events.afire(e)
-        if self.manager is not None:
-            self.manager.wake()
         for f in self.forwarders:
             f.notify()
 
@@ -277,7 +290,7 @@ class Service:
                                f"serving on it: {recover_hint(path)}, or start with a new "
                                "journal")
         try:
-            self.writer = JournalWriter(self.journal)
+            self.writer = JournalWriter(self.journal, on_commit=self._committed)
             self.store = SubscriptionStore(self.journal)
             self._make_forwarders()
             await self._open_sources()

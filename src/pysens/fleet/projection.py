@@ -30,7 +30,7 @@ M = Method
 NEVER = (-1, -1)
 Key = tuple[int, int]
 
-#: The descriptive fields of a session, taken from its latest event that names them.
+#: The descriptive fields of a session, taken from its latest event.
 INFO_FIELDS = ("user_name", "domain", "session_id", "logon_id", "session_type", "tty", "seat")
 
 
@@ -83,9 +83,12 @@ class SessionRow:
 
     def merge(self, other: SessionRow) -> SessionRow:
         """Both rows' knowledge in one (order does not matter)."""
-        newer, older = (other, self) if other.info > self.info else (self, other)
-        info = {f: getattr(newer, f) if getattr(newer, f) is not None else getattr(older, f)
-                for f in INFO_FIELDS}
+        # The newest event's description whole: the tracker puts a session's merged info in
+        # every event, so the newest knows the most (and a key reused by a new session is
+        # that session's). Taking each field's newest non-empty value instead would depend on
+        # the order the events are folded in.
+        newer = other if other.info > self.info else self
+        info = {f: getattr(newer, f) for f in INFO_FIELDS}
         client = other if other.client > self.client else self
         logon = other if other.logon > self.logon else self
         first = other if other.first != NEVER and (self.first == NEVER

@@ -333,12 +333,14 @@ class RowCodec:
     # -- reading ------------------------------------------------------------------------------
 
     def method(self, code: int) -> Method:
-        """The method a code names (EventError when none does)."""
+        """The method a code names (KeyError for a code not known yet, EventError when it
+        names no method)."""
         m = self._methods.get(code)
         if m is None:
+            text = self.texts[code]  # KeyError: a code another process added (learn it)
             try:
-                m = self._methods[code] = Method(self.texts[code])
-            except (KeyError, ValueError):
+                m = self._methods[code] = Method(text)
+            except ValueError:
                 raise EventError(f"method code {code} names no method") from None
         return m
 

@@ -3,6 +3,9 @@
 A sink receives events in journal order and either takes them all or raises :class:`SinkError`
 saying how many it took before failing. The delivery loop (:mod:`pysens.delivery`) owns retries,
 backoff and cursors; a sink only delivers, within its time limit, and never runs a shell.
+A sink class may set ``whole_batches = True`` when a batch costs about what one event costs
+(the jsonl sink: one write and one fsync); the loop then hands it whole batches rather than
+chunks sized by how long delivery takes.
 """
 
 from __future__ import annotations

@@ -7,23 +7,36 @@ order is not time order, and each channel is its own file) and yields what they 
 observations for the tracker.
 
 One occurrence is often logged twice: a logon as Security 4624 and LSM 21, a reconnect as LSM 25
-and Security 4778, a disconnect as LSM 24 and 4779. Security records carry a logon id but no
-session id; LSM records carry the session id but no logon id. The two are tied when they name the
-same user within :data:`MATCH_WINDOW` of each other: the pair becomes one observation (at the
-earlier time) with the session id of the LSM record, and every other record of that logon id gets
-that session id too, so the tracker keys them all by it. A Security record never tied to an LSM
-record keeps ``session_id`` null (never invented) and is keyed by its logon id.
+and Security 4778, a disconnect as LSM 24 and 4779, a logoff as 4647 (and 4634) and LSM 23.
+Security records carry a logon id but no session id; LSM records carry the session id but no logon
+id. The two are tied when they name the same user within :data:`MATCH_WINDOW` of each other, also
+when the log began after the session's logon (a session first seen in mid-life, or only by its
+end): every record of that logon id gets the session id of the LSM record, and the tied LSM record
+gets the logon id, so the tracker keys them all by one session and its rules (Logoff once,
+Disconnect / Reconnect alternate) make one event of the occurrence. A tied logon, disconnect or
+reconnect also becomes one observation (at the Security record's time), since each record has
+fields the other lacks (client, session name); a tied logoff stays two reports of one session (the
+tracker keeps the first, so its time is the first record's). A Security record never tied to an
+LSM record keeps ``session_id`` null (never invented) and is keyed by its logon id.
+
+The tracker, not this module, decides what counts as one occurrence; what this module decides is
+which session each record is about. That needs what only the reader has: both logs whole (the
+partner record may come before or after), and Windows' facts (which event ids pair, which ids each
+channel carries, the split token's two logon ids).
 
 Decisions the sources leave open (see also the module docs of :mod:`pysens.sources.evtx`):
 
 * 4624 counts for LogonType 2, 10 and 11 only. Windows logs a pair of them for one interactive
   logon of an administrator (the split UAC token, same user and time, linked by
-  ``TargetLinkedLogonId`` on newer systems): the second is an alias of the first. A 4624 that is
+  ``TargetLinkedLogonId`` on newer systems): the second is an alias of the first. When the log
+  began after that logon, the two tokens' 4634s of one user at one instant are one logoff (the
+  logon id seen first names the session). A 4624 that is
   the authentication of a reconnect (followed by LSM 25 or 4778 rather than LSM 21) is no Logon.
   Window Manager (DWM-n), font driver (UMFD-n), SYSTEM and machine accounts are not users.
 * 4634 is a Logoff only for interactive logon ids (or, for a logon before the log began, when its
   LogonType is 2, 10 or 11), and not when it follows a disconnect of that session: Windows closes
-  the connection's logon then, not the session.
+  the connection's logon then, not the session (unless an LSM 23 a moment away says that the
+  session did end).
 * RemoteConnectionManager 1149 only says that network-level authentication succeeded (it is
   logged even when the logon then fails): no event. Winlogon 7001/7002 (System log) carry a SID,
   not a user name: no event.
@@ -39,7 +52,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -329,16 +342,22 @@ class _Plan:
         self.alias: dict[tuple[str, int, str], str] = {}
         self.interactive: set[tuple[str, int, str]] = set()
         self.not_session: set[tuple[str, int, str]] = set()
+        self.first_seen: dict[tuple[str, int, str], int] = {}  # logon id -> its first record
+        # LSM 23 -> the logon id of the Security logoff tied to it
+        self.logon_of: dict[int, tuple[str, int, str]] = {}
+        self.tied_end: set[int] = set()  # Security logoffs that an LSM 23 confirms
         # (host, user, kind) -> [(time, index)], for the records a Security record may pair with
         self.index: dict[tuple[str, str, str], list[tuple[datetime, int]]] = {}
         for i, r in enumerate(recs):
-            if r.is_user and ((r.lsm and r.kind in ("logon", "reconnect", "disconnect"))
+            if r.is_user and ((r.lsm and r.kind in ("logon", "reconnect", "disconnect", "logoff"))
                               or (not r.lsm and r.kind == "reconnect")):
                 key = (*_user_key(r), ("lsm-" if r.lsm else "sec-") + r.kind)
                 self.index.setdefault(key, []).append((r.time, i))
         self._tie()
 
-    def _nearest(self, r: Record, kinds: tuple[str, ...]) -> tuple[str, int] | None:
+    def _nearest(
+        self, r: Record, kinds: tuple[str, ...], fits: Callable[[int], bool] | None = None,
+    ) -> tuple[str, int] | None:
         best: tuple[timedelta, str, int] | None = None
         for kind in kinds:
             items = self.index.get((*_user_key(r), kind), [])
@@ -346,7 +365,7 @@ class _Plan:
             for t, j in items[lo:]:
                 if t > r.time + MATCH_WINDOW:
                     break
-                if j in self.skip:
+                if j in self.skip or (fits is not None and not fits(j)):
                     continue
                 gap = abs(t - r.time)
                 if best is None or gap < best[0]:
@@ -354,12 +373,27 @@ class _Plan:
         return None if best is None else (best[1], best[2])
 
     def _canon(self, key: tuple[str, int, str]) -> tuple[str, int, str]:
-        alias = self.alias.get(key)
-        return key if alias is None else (key[0], key[1], alias)
+        while (alias := self.alias.get(key)) is not None and alias != key[2]:
+            key = (key[0], key[1], alias)
+        return key
+
+    def _join(self, a: tuple[str, int, str], b: tuple[str, int, str]) -> None:
+        """Logon ids ``a`` and ``b`` are one session: the one seen first names it."""
+        a, b = self._canon(a), self._canon(b)
+        if a == b:
+            return
+        never = len(self.recs)
+        if self.first_seen.get(b, never) < self.first_seen.get(a, never):
+            a, b = b, a
+        self.alias[b] = a[2]
+        if b in self.sid:
+            self.sid.setdefault(a, self.sid[b])
 
     def _tie(self) -> None:
         boot: dict[str, int] = {}
         last_logon: dict[tuple[str, str, int], tuple[datetime, str]] = {}
+        # (host, user, logon type) -> the last 4634 of a logon id whose logon the log does not show
+        last_end: dict[tuple[str, str, int], tuple[datetime, tuple[str, int, str]]] = {}
         for i, r in enumerate(self.recs):
             if r.kind in ("boot", "crash"):
                 boot[r.host] = boot.get(r.host, 0) + 1
@@ -367,6 +401,7 @@ class _Plan:
             if r.lsm or r.logon_id is None:
                 continue
             epoch = boot.get(r.host, 0)
+            self.first_seen.setdefault((r.host, epoch, r.logon_id), i)
             key = self._canon((r.host, epoch, r.logon_id))
             if r.kind == "logon":
                 if not r.is_user or r.logon_type not in INTERACTIVE_LOGON_TYPES:
@@ -392,9 +427,43 @@ class _Plan:
                 found = self._nearest(r, (f"lsm-{r.kind}",))
                 if found is not None:
                     self._merge(i, found[1], key)
+            elif r.kind == "logoff" and r.is_user and self._ends_session(r, key):
+                key = self._tie_end(i, r, key, last_end)
             elif r.session_id is not None:  # 4800-4803 name both ids
                 self.sid.setdefault(key, r.session_id)
         self._reasons()
+
+    def _tie_end(
+        self, i: int, r: Record, key: tuple[str, int, str],
+        last_end: dict[tuple[str, str, int], tuple[datetime, tuple[str, int, str]]],
+    ) -> tuple[str, int, str]:
+        """A session-ending 4647 / 4634: the split token's other half, and its LSM 23."""
+        if r.logon_type is not None and key not in self.interactive:
+            twin = (*_user_key(r), r.logon_type)
+            prev = last_end.get(twin)
+            if prev is not None and prev[1] != key and r.time - prev[0] <= _TWIN_WINDOW:
+                self._join(key, prev[1])
+                key = self._canon(key)
+            last_end[twin] = (r.time, key)
+
+        def fits(j: int) -> bool:
+            # Not another session's end: not one tied to another logon id, nor of a session
+            # id other than the one this logon id already has.
+            tied = self.logon_of.get(j)
+            if tied is not None and self._canon(tied) != key:
+                return False
+            sid = self.sid.get(key)
+            return sid is None or sid == self.recs[j].session_id
+
+        found = self._nearest(r, ("lsm-logoff",), fits)
+        if found is not None:
+            j = found[1]
+            self.logon_of.setdefault(j, key)
+            self.tied_end.add(i)
+            sid = self.recs[j].session_id
+            if sid is not None:
+                self.sid.setdefault(key, sid)
+        return key
 
     def _merge(self, i: int, j: int, key: tuple[str, int, str]) -> None:
         self.partner[i] = j
@@ -444,6 +513,8 @@ class _Plan:
                 continue
             logon_id = None
             session_id = r.session_id
+            if i in self.logon_of:  # an LSM 23 tied to its Security logoff
+                logon_id = self._canon(self.logon_of[i])[2]
             if r.logon_id is not None:
                 key = self._canon((r.host, boot.get(r.host, 0), r.logon_id))
                 logon_id = key[2]
@@ -459,7 +530,8 @@ class _Plan:
                 disconnected[skey] = r.time
             elif r.kind == "logoff" and r.event_id == 4634:
                 since = disconnected.get(skey)
-                if since is not None and r.time - since <= MATCH_WINDOW:
+                if since is not None and r.time - since <= MATCH_WINDOW and (
+                        i not in self.tied_end):
                     continue  # the connection's logon closing after a disconnect
             elif r.kind in ("reconnect", "logon"):
                 disconnected.pop(skey, None)

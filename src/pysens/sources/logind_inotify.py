@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from .inotify import Flag, Inotify, InotifyEvent
+from ..inotify import Flag, Inotify, InotifyEvent
 
 __all__ = ["DirectoryWatch"]
 

@@ -193,7 +193,7 @@ class UtmpSource:
         if not os.path.isdir(directory):
             raise SourceUnavailable(f"the directory {directory} does not exist")
         if self.use_inotify:
-            from .inotify import Flag, Inotify
+            from ..inotify import Flag, Inotify
 
             try:
                 ino = Inotify()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from ..events import EventError, SensEvent
 from ..fleet.connection import nats_errors
 from ..fleet.store import Store, StoreError, open_store
 from ..journal import Journal, JournalError
+from ..journal.notify import JournalWatch
 from ..timeline import SESSION_METHODS
 from .hub import Hub
 from .view_map import LANE_METHODS, LiveView
@@ -189,7 +189,8 @@ class FleetFeed:
     async def _follow_store(self) -> None:
         assert self.store is not None  # noqa: S101 - opened before the feed starts
         path = getattr(self.store, "path", None)
-        watcher = _watch_dir(Path(path), self._wake) if path and path != ":memory:" else None
+        watch = JournalWatch(path, self._wake) if path and path != ":memory:" else None
+        watcher = watch.close if watch is not None and watch.start() else None
         self._woken = asyncio.Event()
         if watcher is None:
             self.hub.set_status(True, f"live from the store {self.store_url} (read every "
@@ -263,24 +264,3 @@ class FleetFeed:
         finally:
             with contextlib.suppress(Exception):
                 await nc.close()
-
-
-def _watch_dir(path: Path, wake: Callable[[], None]) -> Callable[[], None] | None:
-    """Call ``wake`` when the SQLite file at ``path`` (or its WAL) is written; the stopper,
-    or None where inotify is not available."""
-    from ..sources.inotify import Flag, Inotify
-
-    try:
-        ino = Inotify()
-        ino.add_watch(path.parent, Flag.MODIFY | Flag.CLOSE_WRITE | Flag.MOVED_TO | Flag.CREATE)
-    except OSError as e:
-        log.info("cannot watch %s (%s): reading it every few seconds instead", path.parent, e)
-        return None
-    names = {path.name, f"{path.name}-wal"}
-
-    def changed(events: list[Any]) -> None:
-        if any(e.name in names or not e.name for e in events):
-            wake()
-
-    ino.start(changed)
-    return ino.close

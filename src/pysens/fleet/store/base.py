@@ -362,8 +362,7 @@ def session_upsert(ph: str) -> str:
             cond = f"{a} > {b}"
         return [f"{c} = CASE WHEN {cond} THEN excluded.{c} ELSE sessions.{c} END" for c in cols]
 
-    sets = [f"{c} = CASE WHEN {newer} THEN coalesce(excluded.{c}, sessions.{c})"
-            f" ELSE coalesce(sessions.{c}, excluded.{c}) END" for c in
+    sets = [f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE sessions.{c} END" for c in
             ("user_name", "domain", "session_id", "logon_id", "session_type", "tty", "seat")]
     sets += pick("client", ("remote", "client_name", "client_address"))
     sets += pick("logon", ("source",))
