@@ -209,7 +209,6 @@ async def consume_current(url: str, store: Store, counter: Counter, stop: asynci
 async def consume_fetch(url: str, store: Store, counter: Counter, stop: asyncio.Event) -> None:
     """nats-py fetch with its own expiry and heartbeat; commit what came, ack each."""
     import nats
-    import nats.errors
     from nats.js.api import AckPolicy, ConsumerConfig
 
     nc = await nats.connect(url, error_cb=_quiet)
@@ -218,9 +217,12 @@ async def consume_fetch(url: str, store: Store, counter: Counter, stop: asyncio.
                                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,
                                                          ack_wait=30, max_ack_pending=20_000))
     while not stop.is_set():
+        # No heartbeat: nats-py's second (lingering) request gets the *remaining* time as its
+        # expiry, and a heartbeat over half of that is refused with "400 Bad Request -
+        # heartbeat value too large" (raised as APIError). fetch's own deadline is enough.
         try:
-            msgs = await psub.fetch(1000, timeout=0.5, heartbeat=0.1)
-        except nats.errors.TimeoutError:
+            msgs = await psub.fetch(1000, timeout=0.5)
+        except TimeoutError:  # nats.errors.TimeoutError, and a bare one from _fetch_n
             continue
         items = [check_message(m.subject, m.data, (m.headers or {}).get("Nats-Msg-Id"))
                  for m in msgs]
@@ -248,7 +250,7 @@ async def consume_fixed(url: str, store: Store, counter: Counter, stop: asyncio.
     got: list[tuple[bytes, bytes, bytes, bytes]] = []
     wake = asyncio.Event()
     loop = asyncio.get_running_loop()
-    state = {"open": False, "last": loop.time(), "lost": 0}
+    state = {"open": False, "last": loop.time(), "sent": loop.time(), "n": 0, "lost": 0}
 
     def on_msg(subject: bytes, reply: bytes, headers: bytes, data: bytes) -> None:
         state["last"] = loop.time()
@@ -258,7 +260,9 @@ async def consume_fixed(url: str, store: Store, counter: Counter, stop: asyncio.
                 wake.set()
             return
         got.append((subject, reply, headers, data))
-        if len(got) >= batch:
+        state["n"] += 1
+        if state["n"] >= batch:  # a full batch ends the request with no status at all
+            state["open"] = False
             wake.set()
 
     conn.subscribe(inbox, on_msg)
@@ -269,14 +273,24 @@ async def consume_fixed(url: str, store: Store, counter: Counter, stop: asyncio.
     while not stop.is_set():
         if not state["open"]:
             conn.write(request)
-            state["open"], state["last"] = True, loop.time()
+            state["open"], state["n"] = True, 0
+            state["last"] = state["sent"] = loop.time()
         await wait_event(wake, heartbeat)
         wake.clear()
-        if state["open"] and loop.time() - state["last"] > 2 * heartbeat + 0.2:
-            state["open"] = False  # silence: the request is gone without a status; ask again
+        now = loop.time()
+        if state["open"] and (now - state["last"] > 2 * heartbeat + 0.2
+                              or now - state["sent"] > expires + 0.3):
+            # Silence past two heartbeats, or past the request's own expiry: the server has
+            # dropped it without a status (nats-server before 2.9.15). Ask again; the
+            # messages it did deliver are in hand and get acknowledged below.
+            state["open"] = False
             state["lost"] += 1
         if got:
             msgs, got[:] = list(got), []
+            if not state["open"]:  # the next batch comes while this one is stored
+                conn.write(request)
+                state["open"], state["n"] = True, 0
+                state["last"] = state["sent"] = loop.time()
             items = [check_message(m[0].decode(), m[3], natsproto.header_value(
                 m[2], b"Nats-Msg-Id"), _meta(m[1].decode())[1]) for m in msgs]
             await asyncio.to_thread(store.commit, [i for i in items if not isinstance(i, str)])

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from nats_cluster import NATS_SERVER, free_port
+from nats_cluster import NATS_SERVER, free_ports
 
 #: A password that must be percent-encoded in a URL (``@``), as the issue's report had.
 PASSWORD = "s3cr@t"
@@ -200,7 +200,8 @@ class AuthServer:
     method: str
     config: str
     base: Path
-    port: int = field(default_factory=free_port)
+    #: set by :func:`auth_servers` (all the ports chosen at once, so they differ)
+    port: int = 0
     #: nats.connect keyword arguments (besides ``servers``) that authenticate
     good: dict[str, Any] = field(default_factory=dict)
     #: name -> keyword arguments that the server (or the client's TLS check) must refuse
@@ -301,6 +302,8 @@ def auth_servers(base: Path) -> dict[str, AuthServer]:
             bad={"user of an unknown account": {"user_credentials": str(op.stranger_creds)},
                  "no credentials": {}}),
     ]
+    for server, port in zip(servers, free_ports(len(servers)), strict=True):
+        server.port = port
     return {s.method: s for s in servers}
 
 

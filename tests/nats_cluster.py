@@ -30,8 +30,6 @@ from typing import Any
 
 import pytest
 
-from fleet_fixtures import free_port
-
 #: The Debian package's server (scripts/apt-packages.txt); never the system one on port 4222.
 NATS_SERVER = "/usr/sbin/nats-server"
 
@@ -109,15 +107,26 @@ def js_request(port: int, subject: str, payload: bytes = b"", timeout: float = 2
     return answer
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports nobody listens on now (all bound at once: one at a time, the
+    kernel may hand out the same port twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 class ClusterNode:
     """One nats-server of a :class:`NatsCluster` (ports and directory fixed for its life)."""
 
-    def __init__(self, index: int, base: Path, cluster_name: str) -> None:
+    def __init__(self, index: int, base: Path, cluster_name: str, ports: list[int]) -> None:
         self.index = index
         self.name = f"{cluster_name}-n{index}"
-        self.port = free_port()
-        self.cluster_port = free_port()
-        self.monitor_port = free_port()
+        self.port, self.cluster_port, self.monitor_port = ports
         self.store_dir = base / self.name
         self.log = base / f"{self.name}.log"
         self.url = f"nats://127.0.0.1:{self.port}"
@@ -142,7 +151,9 @@ class NatsCluster:
         self.cluster_name = cluster_name
         self.extra = extra or []
         base.mkdir(parents=True, exist_ok=True)
-        self.nodes = [ClusterNode(i, base, cluster_name) for i in range(n)]
+        ports = free_ports(3 * n)
+        self.nodes = [ClusterNode(i, base, cluster_name, ports[3 * i:3 * i + 3])
+                      for i in range(n)]
 
     # -- addresses ---------------------------------------------------------------------------
 
