@@ -94,7 +94,10 @@ async def frames(url: str, port: int, repeat: int = 4) -> None:
                 args = line.split(b" ")
                 body = await reader.readexactly(int(args[-1]) + 2)
                 hlen = int(args[-2]) if line.startswith(b"HMSG") else 0
-                if args[3:4] == [b""] or len(args) == 4:  # no reply subject: a status
+                # No reply subject: a status. A server writes "HMSG <inbox> <sid>  <h> <t>"
+                # (an empty reply) for its own, "HMSG <inbox> <sid> <h> <t>" for one that
+                # came over a route.
+                if args[3:4] == [b""] or len(args) == (5 if hlen else 4):
                     seen.append(f"{time.monotonic() - t0:6.3f} s, after {n} messages: "
                                 f"{line.strip().decode()!r} {body[:hlen]!r}")
                 else:

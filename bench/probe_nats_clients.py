@@ -219,20 +219,44 @@ async def sub_collector(url: str, n: int, durable: str, store: Store) -> None:
     col.release()
 
 
-async def timed(fn: Callable[[], Awaitable[None]]) -> float:
-    """Seconds ``fn()`` takes."""
-    t = time.perf_counter()
-    await fn()
-    return time.perf_counter() - t
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Timed:
+    """Wall time and CPU (this process; the servers) of one case."""
+
+    def __init__(self, server_pids: list[int]) -> None:
+        self.pids = server_pids
+
+    async def run(self, fn: Callable[[], Awaitable[None]]) -> tuple[float, float, float]:
+        """(seconds, client CPU seconds, server CPU seconds) that ``fn()`` takes."""
+        c0, s0 = time.process_time(), sum(cpu_seconds(p) for p in self.pids)
+        t = time.perf_counter()
+        await fn()
+        wall = time.perf_counter() - t
+        return (wall, time.process_time() - c0,
+                sum(cpu_seconds(p) for p in self.pids) - s0)
+
+
+Result = tuple[float, float, float]  # events/s, client CPU µs/event, server CPU µs/event
 
 
 async def throughput(url: str, replicas: int, rows: list[Row], journal: Journal,
-                     tmp: Path) -> dict[str, float]:
-    """events/s of every case on the server(s) at ``url``."""
+                     tmp: Path, server_pids: list[int]) -> dict[str, Result]:
+    """events/s and CPU per event of every case on the server(s) at ``url``."""
     from pysens.store import open_store
 
     n = len(rows)
-    out: dict[str, float] = {}
+    out: dict[str, Result] = {}
+    timer = Timed(server_pids)
+
+    async def measure(fn: Callable[[], Awaitable[None]]) -> Result:
+        wall, client, server = await timer.run(fn)
+        return n / wall, client / n * 1e6, server / n * 1e6
+
     pubs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("(a) nats-py publish_async", lambda: pub_nats_py_async(url, rows)),
         ("(a2) nats-py gathered js.publish", lambda: pub_nats_py_gather(url, rows)),
@@ -242,8 +266,8 @@ async def throughput(url: str, replicas: int, rows: list[Row], journal: Journal,
     ]
     for name, fn in pubs:
         await fresh_stream(url, replicas)
-        out[name] = n / await timed(fn)
-        print(f"  {name}: {out[name]:,.0f}/s", flush=True)
+        out[name] = await measure(fn)
+        print(f"  {name}: {out[name][0]:,.0f}/s", flush=True)
     subs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("(c) nats-py fetch(1000) + ack", lambda: sub_nats_py(url, n, "c")),
         ("(c2) nats-py fetch + check_message + ack", lambda: sub_nats_py(url, n, "c2", True)),
@@ -252,8 +276,8 @@ async def throughput(url: str, replicas: int, rows: list[Row], journal: Journal,
          lambda: sub_collector(url, n, "d2", open_store(f"sqlite:///{tmp}/s{time.time_ns()}.db"))),
     ]
     for name, fn in subs:
-        out[name] = n / await timed(fn)
-        print(f"  {name}: {out[name]:,.0f}/s", flush=True)
+        out[name] = await measure(fn)
+        print(f"  {name}: {out[name][0]:,.0f}/s", flush=True)
     return out
 
 
@@ -363,7 +387,7 @@ def main() -> None:
                           ).fetchall()
     size = sum(len(r[4]) for r in rows) / len(rows)
     print(f"{args.events:,} messages of {size:.0f} bytes on average, {os.cpu_count()} CPUs")
-    table: dict[str, dict[str, float]] = {}
+    table: dict[str, dict[str, Result]] = {}
     gaps: list[tuple[str, float, int]] = []
     server: NatsServer | None = None
     cluster: NatsCluster | None = None
@@ -373,7 +397,9 @@ def main() -> None:
             server = NatsServer(tmp / "single")
             server.start()
             print("single server:", flush=True)
-            table["single"] = asyncio.run(throughput(server.url, 1, rows, journal, tmp))
+            assert server.proc is not None
+            table["single"] = asyncio.run(throughput(server.url, 1, rows, journal, tmp,
+                                                     [server.proc.pid]))
             server.stop()
             server = None
         if "r3" in setups or args.kills:
@@ -382,7 +408,8 @@ def main() -> None:
             cluster.wait_ready()
         if "r3" in setups and cluster is not None:
             print("R3 cluster (clients on node 0):", flush=True)
-            table["R3"] = asyncio.run(throughput(cluster.urls[0], 3, rows, journal, tmp))
+            pids = [node.proc.pid for node in cluster.nodes if node.proc is not None]
+            table["R3"] = asyncio.run(throughput(cluster.urls[0], 3, rows, journal, tmp, pids))
             role = "leader" if cluster.stream_leader(STREAM) == 0 else "follower"
             print(f"  (node 0 was the stream's {role} in the last run)")
         if args.kills and cluster is not None:
@@ -397,9 +424,12 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     if table:
         cols = list(table)
-        print(f"\n{'case (events/s)':<48}" + "".join(f"{c:>12}" for c in cols))
+        print(f"\n{'':<46}" + "".join(f"{c + ': events/s, CPU µs/event client, server':>44}"
+                                       for c in cols))
         for name in next(iter(table.values())):
-            print(f"{name:<48}" + "".join(f"{table[c][name]:>12,.0f}" for c in cols))
+            print(f"{name:<46}" + "".join(
+                f"{table[c][name][0]:>20,.0f}{table[c][name][1]:>12.1f}{table[c][name][2]:>12.1f}"
+                for c in cols))
     if gaps:
         print(f"\n{'failover (+conn: the publisher was on that node)':<50}"
               f"{'longest ack gap s':>18}{'re-sends':>10}")
