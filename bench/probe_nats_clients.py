@@ -6,6 +6,8 @@ Publishing N small (~600-byte) event JSON messages with a ``Nats-Msg-Id`` header
        ``publish_async_completed()``
   (a2) nats-py ``js.publish`` coroutines gathered 1,000 at a time
   (a3) (a) with 16,000 in flight and an 8 MiB client buffer (nats-py's tuning knobs)
+  (a4) nats-py's core ``nc.publish`` with a reply subject per event and one wildcard ack
+       subscription (the forwarder's scheme, on nats-py's connection)
   (b)  pysens's lean path: natsproto ``HPUB`` frames built by the forwarder's ``_frames``, one
        write per 1,000, 4,000 in flight, one wildcard reply subscription (no journal)
   (b2) the real :class:`pysens.sinks.nats.Forwarder` draining a journal of the same events
@@ -14,6 +16,8 @@ Consuming them again from a durable pull consumer:
 
   (c)  nats-py ``pull_subscribe(...).fetch(1000, timeout=5)`` + ``await msg.ack()`` each
   (c2) the same plus the collector's ``check_message`` on every message (its per-message work)
+  (c3) nats-py's core subscribe + hand-made ``MSG.NEXT`` requests + checks + ``+ACK`` each
+       (the collector's scheme, on nats-py's connection)
   (d)  pysens's :class:`~pysens.collector.Collector` (lean ``MSG.NEXT`` loop, checks, one
        ``+ACK`` write per batch) into a store that keeps nothing (the protocol path alone)
   (d2) the same Collector into a real SQLite store
@@ -37,6 +41,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import json
 import os
 import shutil
 import sqlite3
@@ -113,6 +118,41 @@ async def pub_nats_py_tuned(url: str, rows: list[Row]) -> None:
         await js.publish_async(_subject(row), row[4].encode(), headers={"Nats-Msg-Id": row[1]})
     await js.publish_async_completed()
     await nc.close()
+
+
+async def pub_nats_py_core(url: str, rows: list[Row], in_flight: int = 4000) -> None:
+    """(a4) nats-py's core publish with a reply subject per event and one wildcard
+    subscription for the PubAcks (no future per message): nats-py's connection handling
+    with the forwarder's scheme."""
+    import nats
+
+    nc = await nats.connect(url, error_cb=_quiet, pending_size=8 << 20)
+    inbox = nc.new_inbox()
+    acked = 0
+    bad: list[bytes] = []
+    room = asyncio.Event()
+    done = asyncio.Event()
+
+    async def on_ack(msg: Any) -> None:
+        nonlocal acked
+        if not msg.data or b'"error"' in msg.data:
+            bad.append(msg.data)
+        acked += 1
+        room.set()
+        if acked == len(rows):
+            done.set()
+
+    await nc.subscribe(inbox + ".*", cb=on_ack)
+    for sent, row in enumerate(rows):
+        while sent - acked >= in_flight:
+            room.clear()
+            await room.wait()
+        await nc.publish(_subject(row), row[4].encode(), reply=f"{inbox}.{row[0]}",
+                         headers={"Nats-Msg-Id": row[1]})
+    await asyncio.wait_for(done.wait(), 30)
+    await nc.close()
+    if bad:
+        raise RuntimeError(f"{len(bad)} publishes refused: {bad[0][:200]!r}")
 
 
 async def pub_nats_py_gather(url: str, rows: list[Row]) -> None:
@@ -195,6 +235,50 @@ async def sub_nats_py(url: str, n: int, durable: str, check: bool = False) -> No
     await nc.close()
 
 
+async def sub_nats_py_core(url: str, n: int, durable: str, batch: int = 1000) -> None:
+    """(c3) nats-py's core subscribe on one inbox + hand-made MSG.NEXT requests (expiry 0.5 s,
+    a batch is whatever came when the request ends) + one +ACK publish per message, with
+    the collector's checks: nats-py's connection handling with the collector's scheme."""
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    nc = await nats.connect(url, error_cb=_quiet, pending_size=8 << 20)
+    await nc.jetstream().add_consumer(STREAM, ConsumerConfig(
+        durable_name=durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=20_000))
+    inbox = nc.new_inbox()
+    got: list[Any] = []
+    ended = asyncio.Event()
+    state = {"n": 0}
+
+    async def on_msg(msg: Any) -> None:
+        if not msg.reply:  # a status (408/404/409) ends the request; 100 would not
+            if msg.headers and msg.headers.get("Status") != "100":
+                ended.set()
+            return
+        got.append(msg)
+        state["n"] += 1
+        if state["n"] >= batch:
+            ended.set()
+
+    await nc.subscribe(inbox, cb=on_msg)
+    request = json.dumps({"batch": batch, "expires": 500_000_000}).encode()
+    subject = f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{durable}"
+    total = 0
+    while total < n:
+        ended.clear()
+        state["n"] = 0
+        await nc.publish(subject, request, reply=inbox)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), 0.8)  # past the expiry: the request is over
+        msgs, got[:] = list(got), []
+        for m in msgs:
+            item = check_message(m.subject, m.data, (m.headers or {}).get("Nats-Msg-Id"))
+            assert not isinstance(item, str), item
+            await nc.publish(m.reply, b"+ACK")
+        total += len(msgs)
+    await nc.close()
+
+
 class NullStore(Store):
     """A store that keeps nothing: the collector's protocol path measured alone."""
 
@@ -261,6 +345,7 @@ async def throughput(url: str, replicas: int, rows: list[Row], journal: Journal,
         ("(a) nats-py publish_async", lambda: pub_nats_py_async(url, rows)),
         ("(a2) nats-py gathered js.publish", lambda: pub_nats_py_gather(url, rows)),
         ("(a3) nats-py publish_async, 16k in flight", lambda: pub_nats_py_tuned(url, rows)),
+        ("(a4) nats-py core publish + wildcard acks", lambda: pub_nats_py_core(url, rows)),
         ("(b2) pysens Forwarder (journal -> lean HPUB)", lambda: pub_forwarder(url, journal, n)),
         ("(b) pysens lean HPUB batches", lambda: pub_lean(url, rows)),
     ]
@@ -271,6 +356,7 @@ async def throughput(url: str, replicas: int, rows: list[Row], journal: Journal,
     subs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("(c) nats-py fetch(1000) + ack", lambda: sub_nats_py(url, n, "c")),
         ("(c2) nats-py fetch + check_message + ack", lambda: sub_nats_py(url, n, "c2", True)),
+        ("(c3) nats-py core sub + MSG.NEXT + checks", lambda: sub_nats_py_core(url, n, "c3")),
         ("(d) pysens Collector, null store", lambda: sub_collector(url, n, "d", NullStore())),
         ("(d2) pysens Collector, SQLite store",
          lambda: sub_collector(url, n, "d2", open_store(f"sqlite:///{tmp}/s{time.time_ns()}.db"))),
