@@ -1,5 +1,14 @@
 """Probe: the collector's stall when a pull request ends without the reply it waits for.
 
+The cause, as measured here on nats-server 2.9.10: a pull request that expires while the
+consumer is delivering is dropped in the delivery path without the ``408 Request Timeout`` the
+expiry timer would send (nats-server fixed that in 2.9.15, nats-io/nats-server#3942: "Fix Pull
+Consumer not sending request timeout"). The collector, waiting for a full batch or a status,
+then gives up after ``fetch_timeout + 5`` s, reconnects and drops the messages in hand, which
+come back only after the consumer's 30 s ack wait. A client must therefore never need a
+terminator: a request ends on its status, on a full batch, on its own expiry (plus a margin) or
+on two missed idle heartbeats, and whatever arrived is the batch.
+
 ``frames``: what nats-server sends on a raw ``$JS.API.CONSUMER.MSG.NEXT`` subscription (a
 request that expires while messages flow, with an idle heartbeat, with nothing flowing, and
 ``no_wait``), printed verbatim.

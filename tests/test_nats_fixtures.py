@@ -69,6 +69,7 @@ async def _publish(urls: list[str], subject: str, ids: range) -> None:
         await nc.close()
 
 
+@pytest.mark.slow  # a JetStream election after a SIGKILL takes the server 4-9 s
 async def test_r3_stream_survives_its_leader_kill9(nats_cluster: NatsCluster) -> None:
     import nats
     from nats.js.api import StreamConfig
