@@ -32,7 +32,7 @@ FLOORS: dict[str, int] = {
     "cli": 9,
 }
 # Old paths kept for one release: they only point at the new ones.
-SHIMS = {"store", "collector", "natsproto", "service", "socketapi", "config", "timeline_html"}
+SHIMS = {"store", "collector", "service", "socketapi", "config", "timeline_html"}
 
 
 def _modules() -> dict[str, Path]:
@@ -116,7 +116,6 @@ def test_no_import_cycles() -> None:
 @pytest.mark.parametrize(("old", "name", "new"), [
     ("pysens.store", "open_store", "pysens.fleet.store"),
     ("pysens.collector", "Collector", "pysens.fleet.collector"),
-    ("pysens.natsproto", "NatsConnection", "pysens.fleet.natsproto"),
     ("pysens.service", "Service", "pysens.daemon.service"),
     ("pysens.config", "load_config", "pysens.daemon.config"),
     ("pysens.socketapi", "DaemonClient", "pysens.daemon"),

@@ -11,7 +11,7 @@ collector stores.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -19,6 +19,8 @@ __all__ = [
     "DEFAULT_PREFIX",
     "DEFAULT_STREAM",
     "StreamSettings",
+    "StreamState",
+    "describe_differences",
     "ensure_stream",
     "host_from_token",
     "host_token",
@@ -31,8 +33,6 @@ _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 
 
 @functools.lru_cache(maxsize=65536)
-
-
 def host_token(host: str) -> str:
     """``host`` as one valid subject token, reversibly (see the module docstring)."""
     if not host:
@@ -50,11 +50,10 @@ def subject_for(host: str, method: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}.{host_token(host)}.{method}"
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
-    """The JetStream stream the fleet uses, and its retention (None: unlimited)."""
+    """The JetStream stream the fleet uses when pysens creates it: retention (None:
+    unlimited), the duplicate window and the replicas (3 on a cluster of three or more)."""
 
     name: str = DEFAULT_STREAM
     prefix: str = DEFAULT_PREFIX
@@ -62,39 +61,100 @@ class StreamSettings:
     max_msgs: int | None = None
     max_bytes: int | None = None
     duplicate_window: float = 120.0
+    replicas: int = 1
 
 
-async def ensure_stream(js: Any, settings: StreamSettings) -> int:
-    """Create the stream if absent (subjects ``<prefix>.>``, file storage, the retention of
-    ``settings``); an existing one is updated when its retention differs.
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """What a client needs to know of the stream it found or made."""
 
-    Returns the stream's largest message size (-1: no limit of its own; an admin may set one).
-    """
+    #: its largest message (-1: no limit of its own)
+    max_msg_size: int
+    #: when it was created (ISO 8601 as the server says it; a new value: the stream was made
+    #: again, and what the old one held is gone)
+    created: str
+    first_seq: int
+    last_seq: int
+    #: whether this call created it
+    created_now: bool = False
+    #: the settings of the existing stream that differ from the configuration (name: (config,
+    #: stream)); it keeps its own
+    differs: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+def _want(settings: StreamSettings) -> dict[str, Any]:
+    return {
+        "max_age": float(settings.max_age or 0.0),
+        "max_msgs": settings.max_msgs or -1,
+        "max_bytes": settings.max_bytes or -1,
+        "duplicate_window": float(settings.duplicate_window),
+        "num_replicas": settings.replicas,
+    }
+
+
+def _state(info: Any, created_now: bool = False,
+           differs: dict[str, tuple[Any, Any]] | None = None) -> StreamState:
+    size = info.config.max_msg_size
+    created = getattr(info, "created", None)
+    return StreamState(int(size) if size is not None and size > 0 else -1,
+                       created.isoformat() if created is not None else "",
+                       int(info.state.first_seq), int(info.state.last_seq), created_now,
+                       differs or {})
+
+
+async def ensure_stream(js: Any, settings: StreamSettings) -> StreamState:
+    """The fleet's stream: created when absent (subjects ``<prefix>.>``, file storage, the
+    settings' retention, window and replicas). An existing stream is the administrator's: it is
+    never changed; its settings that differ from ``settings`` are listed in
+    :attr:`StreamState.differs` (the caller says so, once)."""
     from nats.js.api import StorageType, StreamConfig
     from nats.js.errors import NotFoundError
 
-    want: dict[str, Any] = {
-        "max_age": settings.max_age or 0.0,
-        "max_msgs": settings.max_msgs or -1,
-        "max_bytes": settings.max_bytes or -1,
-        "duplicate_window": settings.duplicate_window,
-    }
+    want = _want(settings)
     try:
         info = await js.stream_info(settings.name)
     except NotFoundError:
-        await js.add_stream(StreamConfig(
-            name=settings.name, subjects=[f"{settings.prefix}.>"], storage=StorageType.FILE,
-            **want,
-        ))
-        return -1
+        try:
+            info = await js.add_stream(StreamConfig(
+                name=settings.name, subjects=[f"{settings.prefix}.>"],
+                storage=StorageType.FILE, **want,
+            ))
+        except _already_exists() as e:
+            if "already in use" not in str(e) and getattr(e, "err_code", 0) != 10058:
+                raise
+            info = await js.stream_info(settings.name)  # another client made it meanwhile
+        else:
+            return _state(info, created_now=True)
     cfg = info.config
     have = {
-        "max_age": cfg.max_age or 0.0, "max_msgs": cfg.max_msgs, "max_bytes": cfg.max_bytes,
-        "duplicate_window": cfg.duplicate_window,
+        "max_age": float(cfg.max_age or 0.0), "max_msgs": cfg.max_msgs,
+        "max_bytes": cfg.max_bytes, "duplicate_window": float(cfg.duplicate_window or 0.0),
+        "num_replicas": cfg.num_replicas or 1,
     }
-    if have != want:
-        for name, value in want.items():
-            setattr(cfg, name, value)
-        await js.update_stream(cfg)
-    size = cfg.max_msg_size
-    return int(size) if size is not None and size > 0 else -1
+    differs = {k: (want[k], have[k]) for k in want if have[k] != want[k]}
+    subjects = list(cfg.subjects or [])
+    if f"{settings.prefix}.>" not in subjects:
+        differs["subjects"] = ([f"{settings.prefix}.>"], subjects)
+    return _state(info, differs=differs)
+
+
+def _already_exists() -> tuple[type[BaseException], ...]:
+    from nats.js.errors import BadRequestError
+
+    return (BadRequestError,)
+
+
+def describe_differences(settings: StreamSettings, differs: dict[str, tuple[Any, Any]]) -> str:
+    """One sentence on an existing stream whose settings are not the configuration's."""
+    parts = [f"{k} {_show(k, have)} (configured: {_show(k, want)})"
+             for k, (want, have) in differs.items()]
+    return (f"the JetStream stream {settings.name} exists with " + ", ".join(parts)
+            + "; pysens keeps the stream's own settings (change them with the nats CLI)")
+
+
+def _show(key: str, value: Any) -> str:
+    if key in ("max_age", "duplicate_window"):
+        return "unlimited" if not value else f"{value:g} s"
+    if key in ("max_msgs", "max_bytes"):
+        return "unlimited" if value in (-1, None) else f"{value:,}"
+    return str(value)

@@ -8,9 +8,20 @@ commits; :mod:`.schema` holds the tables and their migrations; :mod:`.sqlite` an
 retention drops whole months instead of deleting rows).
 """
 
-from .base import Gap, Rejected, Store, StoredEvent, StoreError, now_us, open_store, time_us
+from .base import (
+    CollectorMark,
+    Gap,
+    Rejected,
+    Store,
+    StoredEvent,
+    StoreError,
+    now_us,
+    open_store,
+    time_us,
+)
 
 __all__ = [
+    "CollectorMark",
     "Gap",
     "Rejected",
     "Store",

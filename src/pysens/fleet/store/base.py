@@ -33,8 +33,8 @@ from ..projection import SessionRow, fold_hosts, fold_sessions, open_session, ro
 from ..urls import redact_url
 from .schema import EVENT_COLUMNS, SESSION_COLUMNS
 
-__all__ = ["Gap", "Rejected", "Store", "StoreError", "StoredEvent", "now_us", "open_store",
-           "time_us"]
+__all__ = ["CollectorMark", "Gap", "Rejected", "Store", "StoreError", "StoredEvent", "now_us",
+           "open_store", "time_us"]
 
 
 class StoreError(RuntimeError):
@@ -102,6 +102,17 @@ class Gap:
     detected_us: int
 
 
+@dataclass(frozen=True, slots=True)
+class CollectorMark:
+    """What the collectors of one durable consumer have seen of their stream: its creation
+    time (another value: the stream was made anew), the highest stream sequence they stored
+    and the stream's highest sequence they knew of. All zero (and None) at first."""
+
+    created: str | None = None
+    floor_seq: int = 0
+    last_seq: int = 0
+
+
 def now_us() -> int:
     """The wall clock in microseconds since the epoch."""
     return time.time_ns() // 1000
@@ -143,17 +154,37 @@ class Store:
         was new."""
         raise NotImplementedError
 
-    def collector_mark(self, stream: str, durable: str) -> tuple[str | None, int]:
-        """What a durable consumer last saw of its stream: the stream's creation time and the
-        highest acknowledged sequence (``(None, 0)`` at first)."""
+    def collector_mark(self, stream: str, durable: str) -> CollectorMark:
+        """What the collectors of ``durable`` last saw of ``stream`` (see
+        :class:`CollectorMark`)."""
         rows = self._select(
-            f"SELECT created, floor_seq FROM collectors WHERE stream = {self._ph()}"  # noqa: S608 - placeholders only; the SQL text is this module's own
+            f"SELECT created, floor_seq, last_seq FROM collectors WHERE stream = {self._ph()}"  # noqa: S608 - placeholders only; the SQL text is this module's own
             f" AND durable = {self._ph()}", (stream, durable))
-        return (rows[0][0], int(rows[0][1])) if rows else (None, 0)
+        if not rows:
+            return CollectorMark()
+        return CollectorMark(rows[0][0], int(rows[0][1]), int(rows[0][2]))
 
-    def set_collector_mark(self, stream: str, durable: str, created: str | None,
-                           floor_seq: int) -> None:
-        """Remember what a durable consumer has seen (see :meth:`collector_mark`)."""
+    def set_collector_mark(self, stream: str, durable: str, mark: CollectorMark) -> None:
+        """Remember what a collector of ``durable`` has seen: for the same stream the higher
+        sequences win (several collectors share a durable); a stream made anew starts over."""
+        ph = self._ph()
+        self._write(
+            "INSERT INTO collectors (stream, durable, created, floor_seq, last_seq) VALUES"  # noqa: S608 - placeholders only
+            f" ({ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (stream, durable) DO UPDATE SET"
+            " floor_seq = CASE WHEN collectors.created = excluded.created THEN"
+            f" {self._greatest}(collectors.floor_seq, excluded.floor_seq)"
+            " ELSE excluded.floor_seq END,"
+            " last_seq = CASE WHEN collectors.created = excluded.created THEN"
+            f" {self._greatest}(collectors.last_seq, excluded.last_seq)"
+            " ELSE excluded.last_seq END,"
+            " created = excluded.created",
+            (stream, durable, mark.created, mark.floor_seq, mark.last_seq))
+
+    #: the SQL function of the larger of two values (max in SQLite, greatest in PostgreSQL)
+    _greatest = "max"
+
+    def _write(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one write statement in its own transaction; the rows it changed."""
         raise NotImplementedError
 
     def expire(self, before_us: int) -> int:

@@ -55,6 +55,8 @@ def month_bounds(year: int, month: int) -> tuple[int, int]:
 class PostgresStore(Store):
     """The store in a PostgreSQL database (psycopg 3)."""
 
+    _greatest = "greatest"
+
     def __init__(self, url: str) -> None:
         super().__init__(url)
         try:
@@ -224,14 +226,6 @@ class PostgresStore(Store):
             " (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (gap.stream, gap.first_seq, gap.last_seq, gap.lost, gap.reason,
              gap.detected_us)) > 0
-
-    def set_collector_mark(self, stream: str, durable: str, created: str | None,
-                           floor_seq: int) -> None:
-        """See :meth:`Store.collector_mark`."""
-        self._write("INSERT INTO collectors (stream, durable, created, floor_seq) VALUES"
-                    " (%s, %s, %s, %s) ON CONFLICT (stream, durable) DO UPDATE SET created ="
-                    " excluded.created, floor_seq = excluded.floor_seq",
-                    (stream, durable, created, floor_seq))
 
     def expire(self, before_us: int) -> int:
         """See :meth:`Store.expire`: the months wholly before ``before_us`` are dropped (a

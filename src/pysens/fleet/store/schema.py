@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS collectors (
     durable    TEXT NOT NULL,
     created    TEXT,
     floor_seq  {INT} NOT NULL DEFAULT 0,
+    last_seq   {INT} NOT NULL DEFAULT 0,
     PRIMARY KEY (stream, durable)
 );
 CREATE TABLE IF NOT EXISTS pysens_meta (

@@ -149,14 +149,6 @@ class SqliteStore(Store):
             (gap.stream, gap.first_seq, gap.last_seq, gap.lost, gap.reason,
              gap.detected_us)) > 0
 
-    def set_collector_mark(self, stream: str, durable: str, created: str | None,
-                           floor_seq: int) -> None:
-        """See :meth:`Store.collector_mark`."""
-        self._write("INSERT INTO collectors (stream, durable, created, floor_seq) VALUES"
-                    " (?, ?, ?, ?) ON CONFLICT (stream, durable) DO UPDATE SET created ="
-                    " excluded.created, floor_seq = excluded.floor_seq",
-                    (stream, durable, created, floor_seq))
-
     def expire(self, before_us: int) -> int:
         """See :meth:`Store.expire`: deleted in small batches, so a commit waits little."""
         gone = 0

@@ -1,6 +1,0 @@
-"""Moved to :mod:`pysens.fleet.natsproto`; this path keeps working until the next release (a
-DeprecationWarning says so)."""
-
-from pysens._deprecated import moved
-
-__getattr__ = moved(__name__, "pysens.fleet.natsproto", {"Delivery": "Msg"})
