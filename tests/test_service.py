@@ -127,7 +127,8 @@ def test_requests_that_are_not_json_or_unknown_get_one_sentence(tmp_path: Path) 
     ("[serve]\nsoket = \"/x\"\n", 2, "unknown key 'soket'"),
     ("[delivery]\nretry_max = 1\nretry_initial = 2\n", 3, "must not exceed retry_max"),
     ("[serve]\nsources = [\"none\"\n", 2, "sens.toml:2"),
-    ("[[forward]]\nurl = \"http://x\"\n", 2, "nats:// URL"),
+    ("[[forward]]\nurl = \"http://x\"\n", 2, "'http://x' is not a NATS URL"),
+    ("[[forward]]\nurl = [\"nats://a:4222\", \"\"]\n", 2, "has an empty server"),
     ("[wat]\n", 1, "unknown section [wat]"),
     ("\nsources = [\"utmp\"]\n", 2, "a key (sources) outside any section"),
 ])
@@ -148,7 +149,8 @@ def test_an_unavailable_named_source_stops_the_start(tmp_path: Path) -> None:
     result = subprocess.run(sens_argv("serve", "--source", str(tmp_path / "missing.jsonl"),
                                       "--forward", "http://x"),
                             capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "--forward needs a nats:// URL" in result.stderr
+    assert result.returncode == 2
+    assert "--forward: 'http://x' is not a NATS URL" in result.stderr
 
 
 def test_replay_source_events_are_journaled_and_delivered(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..fleet.store import Store
 from .common import CliError, default_store_url, open_store_arg
+from .natsargs import SEED_HELP, add_nats_arguments, nats_target_arg
 
 __all__ = ["register", "run"]
 
@@ -20,10 +21,12 @@ def register(sub: Any) -> None:
         "collect", help="the fleet's central consumer: NATS JetStream -> a central store",
         description="Consume every host's events from the NATS JetStream stream the forwarders "
         "fill (a durable pull consumer) into a central store, each event once: insert-or-ignore "
-        "by event id, acknowledged after the commit. Messages that are not pysens events are "
-        "kept aside in the store's rejected table. Runs until interrupted.",
+        "by event id, acknowledged after the commit. Several collectors on one durable share "
+        "the work. Messages that are not pysens events are kept aside in the store's rejected "
+        "table; messages the stream lost before they were stored are said and kept in its gaps "
+        "table. Runs until interrupted.",
     )
-    p.add_argument("url", metavar="nats://HOST:PORT", help="the NATS server")
+    p.add_argument("url", metavar="URL", help=SEED_HELP)
     p.add_argument("--store", metavar="URL", default=None,
                    help="sqlite:///PATH or postgresql://user@host/db (default: fleet.db beside "
                    "the journal)")
@@ -34,19 +37,21 @@ def register(sub: Any) -> None:
                    help="only these subjects (default: sens.>, e.g. 'sens.*.Logon')")
     p.add_argument("--batch", type=int, default=1000, metavar="N",
                    help="messages fetched and committed together (default: 1000)")
+    p.add_argument("--replicas", type=int, default=1, choices=range(1, 6), metavar="N",
+                   help="the stream's replicas if the collector has to create it (default: 1)")
     p.add_argument("--exit-idle", type=float, metavar="SECONDS",
                    help="exit once nothing new has come for SECONDS (default: run until "
                    "interrupted)")
+    add_nats_arguments(p)
     p.set_defaults(run=run)
 
 
-async def _collect(args: argparse.Namespace, store: Store) -> int:
+async def _collect(args: argparse.Namespace, target: Any, store: Store) -> int:
     from ..fleet.collector import Collector
 
-    if args.batch < 1:
-        raise CliError("--batch must be at least 1", 2)
-    collector = Collector(args.url, store, stream=args.stream, durable=args.durable,
-                          subject=args.subject, batch=args.batch, exit_idle=args.exit_idle)
+    collector = Collector(target, store, stream=args.stream, durable=args.durable,
+                          subject=args.subject, batch=args.batch, exit_idle=args.exit_idle,
+                          replicas=args.replicas)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, collector.stop)
@@ -55,8 +60,9 @@ async def _collect(args: argparse.Namespace, store: Store) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    lost = f", {s.lost} lost by the stream (see the gaps table)" if s.lost else ""
     print(f"sens: collected {s.received} message(s): {s.stored} new event(s), {s.already} "
-          f"already stored, {s.rejected} rejected", file=sys.stderr)
+          f"already stored, {s.rejected} rejected{lost}", file=sys.stderr)
     status = 0
     if s.gave_up:
         # A batch run (--exit-idle) that never got through must not look like "nothing new".
@@ -72,11 +78,17 @@ async def _collect(args: argparse.Namespace, store: Store) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sens collect``."""
-    if not args.url.startswith(("nats://", "tls://", "ws://", "wss://")):
-        raise CliError(f"{args.url!r} is not a NATS URL: write nats://HOST:PORT", 2)
+    from ..fleet.connection import NatsRefused
+
+    if args.batch < 1:
+        raise CliError("--batch must be at least 1", 2)
+    target = nats_target_arg(args.url, args)
     try:
         import nats  # noqa: F401
     except ImportError:
         raise CliError("sens collect needs nats-py: pip install 'pysens[nats]'") from None
     with open_store_arg(args.store or default_store_url()) as store:
-        return asyncio.run(_collect(args, store))
+        try:
+            return asyncio.run(_collect(args, target, store))
+        except NatsRefused as e:
+            raise CliError(str(e)) from None

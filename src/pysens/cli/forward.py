@@ -12,6 +12,7 @@ from typing import Any
 
 from ..fleet.stream import DEFAULT_STREAM
 from .common import CliError, SensArgumentParser, open_journal
+from .natsargs import SEED_HELP, add_nats_arguments, nats_target_arg
 
 __all__ = ["main", "register", "run"]
 
@@ -22,23 +23,28 @@ def register(sub: Any) -> None:
         "forward", help="ship this host's journal to NATS JetStream (in the foreground)",
         description="Publish every journaled event to the fleet's JetStream stream, each once "
         "(Nats-Msg-Id = the event id), moving this forwarder's cursor only on the server's "
-        "acknowledgement; events wait in the journal while the server is unreachable. "
-        "`sens serve --forward URL` runs the same inside the daemon.",
+        "acknowledgement; events wait in the journal while no server is reachable. Given a "
+        "seed list (or a cluster that announces its servers), it reconnects to any live one. "
+        "The stream is created when absent (--replicas 3 on a cluster); an existing stream's "
+        "settings are kept. `sens serve --forward URL` runs the same inside the daemon.",
     )
     _arguments(p)
     p.set_defaults(run=run)
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("url", help="nats://HOST:PORT")
+    p.add_argument("url", help=SEED_HELP)
     p.add_argument("--host", help="host token for the subjects (default: each event's host)")
     p.add_argument("--stream", default=DEFAULT_STREAM, help="the JetStream stream (default: SENS)")
+    p.add_argument("--replicas", type=int, default=1, choices=range(1, 6), metavar="N",
+                   help="the stream's replicas when it is created (default: 1; 3 on a cluster)")
     p.add_argument("--max-age", type=float, default=30 * 24 * 3600.0, metavar="SECONDS",
                    help="the stream's retention when it is created (default: 30 days)")
     p.add_argument("--max-msgs", type=int, help="the stream's message limit when created")
     p.add_argument("--max-bytes", type=int, help="the stream's size limit when created")
     p.add_argument("--drain", action="store_true",
                    help="exit 0 once every journaled event is acknowledged")
+    add_nats_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,11 +54,15 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise CliError(f"forwarding needs nats-py ({e.name} is missing): pip install "
                        "'pysens[nats]'") from None
+    from ..fleet.connection import NatsRefused
+
+    target = nats_target_arg(args.url, args)
     journal = open_journal(args)
 
     async def go() -> None:
-        fwd = Forwarder(journal, args.url, host=args.host, stream=args.stream,
-                        max_age=args.max_age, max_msgs=args.max_msgs, max_bytes=args.max_bytes)
+        fwd = Forwarder(journal, target, host=args.host, stream=args.stream,
+                        replicas=args.replicas, max_age=args.max_age, max_msgs=args.max_msgs,
+                        max_bytes=args.max_bytes)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, fwd.stop)
@@ -68,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(go())
+    except NatsRefused as e:
+        raise CliError(str(e)) from None
     finally:
         journal.close()
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 from ..daemon.config import ConfigError, ForwardConfig, ServiceConfig, load_config
 from ..daemon.service import Service, ServiceError
 from .common import CliError
+from .natsargs import SEED_HELP, add_nats_arguments, nats_options, nats_target_arg
 from .network import parse_destination
 
 __all__ = ["register", "run"]
@@ -37,10 +38,16 @@ def register(sub: Any) -> None:
                    type=parse_destination,
                    help="fire DestinationReachable when it starts to answer (repeatable; adds "
                    "to [[destination]])")
-    p.add_argument("--forward", action="append", metavar="nats://HOST:PORT",
-                   help="also ship the journal to this NATS JetStream (repeatable)")
+    p.add_argument("--forward", action="append", metavar="URL",
+                   help="also ship the journal to this NATS JetStream: " + SEED_HELP
+                   + "; repeatable: each is one more forwarder; the NATS connection options "
+                   "below apply to these")
+    p.add_argument("--replicas", type=int, choices=range(1, 6), metavar="N",
+                   help="with --forward: the stream's replicas when it is created (3 on a "
+                   "cluster)")
     p.add_argument("--socket", metavar="PATH", help="the socket (default: $SENS_SOCKET, "
                    "/run/pysens/sens.sock as root, else $XDG_RUNTIME_DIR/pysens/sens.sock)")
+    add_nats_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -68,10 +75,13 @@ def build_config(args: argparse.Namespace) -> ServiceConfig:
             known.add(d.name)
         changes["destinations"] = cfg.destinations + tuple(args.destination)
     if args.forward:
+        options = nats_options(args)
+        if args.replicas is not None:
+            options["replicas"] = args.replicas
         for url in args.forward:
-            if not url.startswith(("nats://", "tls://")):
-                raise CliError(f"--forward needs a nats:// URL, not {url!r}", 2)
-        changes["forward"] = cfg.forward + tuple(ForwardConfig(u) for u in args.forward)
+            nats_target_arg(url, args, "--forward")
+        changes["forward"] = cfg.forward + tuple(ForwardConfig(u, dict(options))
+                                                 for u in args.forward)
     return dataclasses.replace(cfg, **changes)
 
 

@@ -9,9 +9,10 @@ import socket
 import ssl
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
+from ..fleet.urls import redact_url
 from .common import CliError, parse_when
+from .natsargs import SEED_HELP, add_nats_arguments, nats_target_arg
 
 __all__ = ["register", "run"]
 
@@ -31,7 +32,7 @@ def register(sub: Any) -> None:
     p.add_argument("--store", metavar="URL",
                    help="the fleet's central store (sqlite:///PATH or postgresql://…)")
     p.add_argument("--nats", metavar="URL",
-                   help="with --store: live events from this NATS server (subject sens.>)")
+                   help="with --store: live events from NATS (subject sens.>): " + SEED_HELP)
     p.add_argument("--token", metavar="T",
                    help="the token a browser must bring (default: generated off loopback)")
     p.add_argument("--cert", metavar="FILE", help="TLS certificate (PEM) ...")
@@ -40,14 +41,8 @@ def register(sub: Any) -> None:
                    help="how far back the timeline starts (default: -24h)")
     p.add_argument("--socket", metavar="PATH",
                    help="the daemon's socket (default: $SENS_SOCKET or the usual place)")
+    add_nats_arguments(p)
     p.set_defaults(run=run)
-
-
-def _safe_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -75,8 +70,9 @@ async def _serve(args: argparse.Namespace, host: str, port: int, token: str | No
     since = parse_when(args.since)
     feed: LocalFeed | FleetFeed
     if args.store:
-        hub = Hub("fleet", f"fleet: {_safe_url(args.store)}", since)
-        feed = FleetFeed(hub, args.store, since, nats_url=args.nats)
+        hub = Hub("fleet", f"fleet: {redact_url(args.store)}", since)
+        target = nats_target_arg(args.nats, args, "--nats") if args.nats else None
+        feed = FleetFeed(hub, args.store, since, nats_url=target)
     else:
         path = args.socket or default_socket_path()
         hub = Hub("local", f"this host ({socket.gethostname().split('.')[0]})", since)
@@ -123,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.nats and not args.store:
         raise CliError("--nats goes with --store (the fleet view)", 2)
-    if args.nats and not args.nats.startswith(("nats://", "tls://", "ws://", "wss://")):
-        raise CliError(f"{args.nats!r} is not a NATS URL: write nats://HOST:PORT", 2)
+    if args.nats:
+        nats_target_arg(args.nats, args, "--nats")  # a bad URL is a usage error at once
     try:
         host, port = parse_listen(args.listen)
     except ListenError as e:

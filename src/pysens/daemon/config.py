@@ -30,7 +30,10 @@ max_size = "500M"                        # keep the file under this (K, M, G, T)
                                          # go, undelivered ones too if they must (counted)
 
 [[forward]]                              # ship the journal to NATS JetStream
-url = "nats://nats.example:4222"
+url = ["nats://a.example:4222", "nats://b.example:4222"]   # one URL or a seed list
+replicas = 3                             # the stream's, when this creates it (a cluster)
+creds = "/etc/pysens/fleet.creds"        # or user/password, token, nkey_seed; tls_ca,
+                                         # tls_cert, tls_key for TLS
 ```
 
 A mistake is reported as ``FILE:LINE: what is wrong`` and the daemon does not start.
@@ -47,6 +50,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from ..fleet.connection import NatsConfigError, nats_target
 from ..journal.limits import LimitError, parse_age, parse_size
 from ..sources.destinations import Destination, parse_destinations
 
@@ -209,9 +213,16 @@ def parse_config(text: str, name: str = "<config>") -> ServiceConfig:
         if not isinstance(f, dict):
             raise fail("forward", None, "each [[forward]] must be a table", i)
         url = f.get("url")
-        if not isinstance(url, str) or not url.startswith(("nats://", "tls://")):
+        if isinstance(url, list) and url and all(isinstance(u, str) for u in url):
+            url = ",".join(url)
+        if not isinstance(url, str):
             raise fail("forward", "url" if "url" in f else None,
-                       f"[[forward]] url must be a nats:// URL, not {url!r}", i)
+                       "[[forward]] url must be a nats:// URL or a list of them, not "
+                       f"{url!r}", i)
+        try:
+            nats_target(url)  # the URLs alone here: the options are checked with the forwarder
+        except NatsConfigError as e:
+            raise fail("forward", "url", f"[[forward]] url: {e}", i) from None
         out.append(ForwardConfig(
             url, {k: v for k, v in f.items() if k != "url"},
             {k: f"{name}:{_line_of(text, 'forward', k, i)}" for k in f}))

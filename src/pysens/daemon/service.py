@@ -28,6 +28,7 @@ from ..criteria import Criteria
 from ..delivery import DeliveryManager, DeliveryPolicy
 from ..events import SensEvent, fold_name
 from ..eventsystem import EventSystem
+from ..fleet.urls import redact_url
 from ..journal import (
     AppendResult,
     Journal,
@@ -74,6 +75,8 @@ class Service:
         #: The network / power sources this host cannot run, and why (``sens doctor`` says).
         self.unavailable: dict[str, str] = {}
         self.forwarders: list[Any] = []
+        #: forwarder URL -> why it stopped for good (a server refused its credentials)
+        self.forward_errors: dict[str, str] = {}
         self._stop = asyncio.Event()
         self.server: SocketServer | None = None
         self.published = 0
@@ -90,6 +93,7 @@ class Service:
                 "sources": self.source_names, "unavailable": self.unavailable,
                 "watchers": sum(s.name == "watcher" for s in self.events.subscriptions),
                 "forwarders": [f.url for f in self.forwarders],
+                "forward_errors": self.forward_errors,
                 "subscriptions": len(self.manager.workers) if self.manager else 0}
 
     async def publish(self, events: Sequence[SensEvent]) -> tuple[int, int]:
@@ -272,7 +276,10 @@ class Service:
             try:
                 self.forwarders.append(Forwarder(self.journal, f.url, **dict(f.options)))
             except (TypeError, ValueError) as e:
-                raise ServiceError(f"[[forward]] {f.url}: {e}") from None
+                # "creds: cannot read …" names its key: say the file and line that set it
+                key = str(e).partition(":")[0]
+                where = f.where.get(key, f"[[forward]] {redact_url(f.url)}")
+                raise ServiceError(f"{where}: {e}") from None
 
     async def start(self) -> None:
         """Open everything; nothing runs unless all of it could be opened."""
@@ -325,7 +332,7 @@ class Service:
         for name, source in zip(self.source_names, self.sources, strict=True):
             tasks.append(asyncio.create_task(self._pump(name, source), name=f"source {name}"))
         for f in self.forwarders:
-            tasks.append(asyncio.create_task(f.run(), name=f"forward {f.url}"))
+            tasks.append(asyncio.create_task(self._forward(f), name=f"forward {f.url}"))
         if self.config.max_age is not None or self.config.max_size is not None:
             assert self.journal is not None  # noqa: S101 - an invariant of this code, not a check of input
             retention = Retention(self.journal, max_age=self.config.max_age,
@@ -346,6 +353,18 @@ class Service:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.aclose()
+
+    async def _forward(self, forwarder: Any) -> None:
+        from ..fleet.connection import NatsRefused
+
+        try:
+            await forwarder.run()
+        except NatsRefused as e:
+            # Never worth retrying as configured: said once, and the rest of the daemon (the
+            # journal, the subscriptions) goes on; the events wait in the journal.
+            self.forward_errors[forwarder.url] = str(e)
+            log.error("forwarding stopped: %s; the events wait in the journal (fix the "
+                      "[[forward]] configuration and restart sens serve)", e)
 
     async def aclose(self) -> None:
         """Release everything (idempotent)."""

@@ -26,7 +26,14 @@ from typing import Any
 
 from ..daemon import AsyncDaemonClient, DaemonError
 from ..events import EventError, SensEvent
-from ..fleet.connection import nats_errors
+from ..fleet.connection import (
+    NatsRefused,
+    NatsTarget,
+    connect,
+    describe_failure,
+    nats_errors,
+    nats_target,
+)
 from ..fleet.store import Store, StoreError, open_store
 from ..journal import Journal, JournalError
 from ..journal.notify import JournalWatch
@@ -124,10 +131,10 @@ class FleetFeed:
     """Every host: the central store, and NATS or the store for live events."""
 
     def __init__(self, hub: Hub, store_url: str, since: datetime,
-                 nats_url: str | None = None, poll: float = 2.0) -> None:
+                 nats_url: str | NatsTarget | None = None, poll: float = 2.0) -> None:
         self.hub = hub
         self.store_url = store_url
-        self.nats_url = nats_url
+        self.nats = nats_target(nats_url) if nats_url is not None else None
         self.since = since
         self.poll = poll
         self.store: Store | None = None
@@ -147,9 +154,7 @@ class FleetFeed:
                 delay = min(delay * 2, 10.0)
         try:
             await self._load()
-            if self.nats_url:
-                await self._follow_nats(self.nats_url)
-            else:
+            if self.nats is None or not await self._follow_nats(self.nats):
                 await self._follow_store()
         finally:
             self.store.close()
@@ -214,15 +219,18 @@ class FleetFeed:
     def _wake(self) -> None:
         self._woken.set()
 
-    async def _follow_nats(self, url: str) -> None:
+    async def _follow_nats(self, target: NatsTarget) -> bool:
+        """Live events from NATS until cancelled; False (said on the page) when the server
+        refuses this client or nats-py is missing: the store is followed instead."""
         try:
-            import nats
+            import nats  # noqa: F401
         except ImportError:
-            self.hub.set_status(False, "--nats needs nats-py: pip install 'pysens[nats]'")
-            await asyncio.Event().wait()
-            return
+            self.hub.set_status(False, "--nats needs nats-py (pip install 'pysens[nats]'); "
+                                "following the store instead")
+            return False
 
         loop = asyncio.get_running_loop()
+        url = target.display
 
         async def on_message(msg: Any) -> None:
             try:
@@ -240,20 +248,17 @@ class FleetFeed:
             self._tasks.add(task := loop.create_task(self.catch_up()))
             task.add_done_callback(self._tasks.discard)
 
-        async def error(e: Exception) -> None:
-            log.debug("NATS: %s", e)
-
         delay = 0.5
         while True:
             try:
-                nc = await nats.connect(
-                    url, name="sens web", allow_reconnect=True, max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5, connect_timeout=3, disconnected_cb=down,
-                    reconnected_cb=up, error_cb=error)
+                nc = await connect(target, name="sens web", disconnected=down, reconnected=up)
                 break
+            except NatsRefused as e:
+                log.error("%s; following the store instead", e)
+                self.hub.set_status(False, f"{e}; following the store instead")
+                return False
             except nats_errors() as e:
-                self.hub.set_status(False, f"NATS {url} is unreachable ({e or type(e).__name__})"
-                                    "; retrying")
+                self.hub.set_status(False, f"{describe_failure(e, url)}; retrying")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         try:
@@ -264,3 +269,4 @@ class FleetFeed:
         finally:
             with contextlib.suppress(Exception):
                 await nc.close()
+        return True
