@@ -80,6 +80,8 @@ class CollectorStats:
     #: pull requests sent, and those given up on the collector's own clock (no status came)
     requests: int = 0
     expired: int = 0
+    #: messages that came more than once (their ack was lost, or a collector died with them)
+    redelivered: int = 0
     #: messages found lost (see :mod:`pysens.fleet.gaps`)
     lost: int = 0
     #: why the run ended while failing (``exit_idle`` ran out during an outage), else None
@@ -243,7 +245,16 @@ class Collector:
     async def _look_for_gaps(self, state: StreamState) -> None:
         if self.subject != f"{self.settings.prefix}.>":
             return  # between a filter's messages are other subjects' sequences, not losses
-        for gap in find_gaps(self.settings.name, self._mark, state):
+        mark = self._mark
+        if mark.created == state.created and state.last_seq < mark.floor_seq:
+            # Same stream, lower sequences: it started over (an R1 stream back without its
+            # disk keeps its name and creation time). What it lost is not known here; the
+            # forwarders see it in their acks and publish again what their journals hold.
+            log.warning("the stream %s started over (its last sequence is %d, below the %d "
+                        "already stored); the forwarders publish again what it lost",
+                        self.settings.name, state.last_seq, mark.floor_seq)
+            self._mark = mark = CollectorMark(mark.created, 0, 0)
+        for gap in find_gaps(self.settings.name, mark, state):
             if await asyncio.to_thread(self.store.record_gap, gap):
                 self.stats.lost += gap.lost
                 log.error("%s", describe_gap(gap))
@@ -410,7 +421,7 @@ class _Pull:
 
     async def _commit(self, msgs: list[Any]) -> None:
         c = self.c
-        events, rejected, top = _check(c.settings.name, msgs)
+        events, rejected, top, again = _check(c.settings.name, msgs)
         try:
             new = await asyncio.to_thread(c.store.commit, events, rejected)
         except StoreError:
@@ -430,6 +441,7 @@ class _Pull:
         s.stored += new
         s.already += len(events) - new
         s.rejected += len(rejected)
+        s.redelivered += again
         floor, last = top
         mark = c._mark
         if floor > mark.floor_seq or last > mark.last_seq:
@@ -448,14 +460,15 @@ async def _first(task: asyncio.Task[None], event: asyncio.Event, timeout: float)
 
 
 def _check(stream: str, msgs: list[Any]) -> tuple[list[StoredEvent], list[Rejected],
-                                                   tuple[int, int]]:
-    """The batch's events, its messages that are not events, and (the highest stream sequence
-    in it, the stream's last sequence as the messages tell it)."""
+                                                   tuple[int, int], int]:
+    """The batch's events, its messages that are not events, (the highest stream sequence in
+    it, the stream's last sequence as the messages tell it), and how many came again."""
     events: list[StoredEvent] = []
     rejected: list[Rejected] = []
-    top = last = 0
+    top = last = again = 0
     for m in msgs:
-        seq, ts_us, pending = _meta(m.reply)
+        seq, ts_us, pending, delivered = _meta(m.reply)
+        again += delivered > 1
         top = max(top, seq)
         last = max(last, seq + pending)
         subject = m.subject
@@ -467,12 +480,12 @@ def _check(stream: str, msgs: list[Any]) -> tuple[list[StoredEvent], list[Reject
             rejected.append(Rejected(stream, seq, subject, item, m.data))
         else:
             events.append(item)
-    return events, rejected, (top, last)
+    return events, rejected, (top, last), again
 
 
-def _meta(reply: str) -> tuple[int, int | None, int]:
-    """(stream sequence, stream timestamp in µs, messages pending after it) from a JetStream
-    ack subject.
+def _meta(reply: str) -> tuple[int, int | None, int, int]:
+    """(stream sequence, stream timestamp in µs, messages pending after it, times delivered)
+    from a JetStream ack subject.
 
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`` (the v1 form; the
     v2 form puts a domain and an account hash after ``ACK`` and a token at the end).
@@ -480,6 +493,7 @@ def _meta(reply: str) -> tuple[int, int | None, int]:
     parts = reply.split(".")
     at = 5 if len(parts) == 9 else 7
     try:
-        return int(parts[at]), int(parts[at + 2]) // 1000, int(parts[at + 3])
+        return (int(parts[at]), int(parts[at + 2]) // 1000, int(parts[at + 3]),
+                int(parts[at - 1]))
     except (IndexError, ValueError):
-        return 0, None, 0
+        return 0, None, 0, 1

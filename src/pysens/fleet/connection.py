@@ -417,6 +417,9 @@ def describe_failure(exc: BaseException | None, where: str) -> str:
     text = _text(exc) if exc is not None else ""
     if isinstance(exc, ConnectionError) and name in ("ConnectionError", "NatsRefused"):
         return text
+    if name == "TimeoutError" and text == "nats: timeout":
+        return (f"a JetStream request to {where} had no answer in time (a leader being "
+                "elected, or the server overloaded)")
     if name in ("NoServersError", "ConnectionRefusedError", "OSError", "TimeoutError",
                 "ConnectionClosedError"):
         return f"cannot reach the NATS server at {where} ({text or name})"

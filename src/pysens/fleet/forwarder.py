@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 from collections import deque
@@ -49,6 +48,7 @@ from ..aio import Retry, wait_event
 from ..events import EventError, SensEvent
 from ..journal import Journal, JournalError
 from ..journal.notify import JournalWatch
+from .acks import AckHistory, ack_error, ack_seq
 from .connection import (
     NatsRefused,
     NatsTarget,
@@ -92,6 +92,8 @@ class ForwarderStats:
     #: times the unacknowledged events were published again (an ack timeout, a reconnect, an
     #: error reply)
     rewinds: int = 0
+    #: times the stream was found to have started over (see :mod:`pysens.fleet.acks`)
+    stream_resets: int = 0
     #: events over the server's (or stream's) message size, sent with their ``raw`` left out
     trimmed: int = 0
     #: events over it even so, or rows that no longer read as events: not forwarded (they stay
@@ -170,6 +172,7 @@ class Forwarder:
         self._nc: Any = None
         self._running: asyncio.Future[None] | None = None
         self._told: dict[str, tuple[Any, Any]] | None = None
+        self._history = AckHistory()
 
     # -- control -----------------------------------------------------------------------------
 
@@ -284,15 +287,22 @@ class Forwarder:
         acked_now = asyncio.Event()
         stats = self.stats
 
+        history = self._history
+
         async def on_ack(msg: Any) -> None:
             data = msg.data
             if not data or b'"error"' in data:
-                failed.append(_ack_error(msg.headers, data))
+                failed.append(ack_error(msg.headers, data))
             else:
+                try:
+                    seq = int(msg.subject[skip:])
+                except ValueError:
+                    return
                 if b'"duplicate"' in data:
                     stats.duplicates += 1
-                with contextlib.suppress(ValueError):
-                    done.add(int(msg.subject[skip:]))
+                elif (stream_seq := ack_seq(data)) is not None:
+                    history.saw(seq, stream_seq)
+                done.add(seq)
             acked_now.set()
 
         await nc.subscribe(inbox + "*", cb=on_ack, pending_msgs_limit=-1,
@@ -310,6 +320,19 @@ class Forwarder:
         while True:
             if nc.is_closed:
                 raise _Lost("the connection closed")
+            if (reset := history.take_reset()) is not None:
+                again, before, now = reset
+                log.warning("the JetStream stream %s started over (a new message got sequence "
+                            "%d after %d: the stream was lost with its disk, or made again); "
+                            "publishing this host's events again from journal seq %d, so that "
+                            "what it lost still reaches the store (which ignores events it "
+                            "has)", self.settings.name, now, before, again + 1)
+                stats.stream_resets += 1
+                inflight.clear()
+                done.clear()
+                sent = acked = min(acked, again)
+                await asyncio.to_thread(self.journal.set_cursor, self.cursor_name, acked)
+                stats.cursor = saved = acked
             if failed or not nc.is_connected or (
                     inflight and loop.time() - last_progress > self.ack_timeout):
                 # Whatever was not acknowledged is published again from the cursor (the
@@ -323,6 +346,8 @@ class Forwarder:
                 inflight.clear()
                 sent = acked
                 await self._wait_link(nc, outage.delay())
+                if outage.recheck(loop.time()):
+                    await self._recheck_stream(nc)
                 last_progress = loop.time()
                 continue
             room = self.max_in_flight - len(inflight)
@@ -377,6 +402,20 @@ class Forwarder:
             woke = await wait_event(self._wake, _SETTLE if settle else poll)
             settle = woke and watching
 
+    async def _recheck_stream(self, nc: Any) -> None:
+        # Still no ack after a while: the stream may be gone (deleted, or an R1 stream whose
+        # node lost its disk). It is made again, so that what waits in the journal has
+        # somewhere to go; the collectors say what the old one lost.
+        try:
+            state = await ensure_stream(nc.jetstream(), self.settings)
+        except nats_errors() as e:
+            log.debug("stream check during an outage: %s", e)
+            return
+        if state.created_now:
+            log.warning("the JetStream stream %s was gone and is created again (%d "
+                        "replica%s)", self.settings.name, self.settings.replicas,
+                        "" if self.settings.replicas == 1 else "s")
+
     async def _wait_link(self, nc: Any, delay: float) -> None:
         """After a rewind: wait ``delay`` (an error reply, a stream without a leader), or while
         the connection is down, until nats-py has reconnected (or stop)."""
@@ -412,6 +451,7 @@ class _Outage:
         self.stream = stream
         self.since = since
         self.count = 0
+        self.checked = since
 
     def note(self, why: str, nc: Any, cursor: int) -> None:
         self.count += 1
@@ -427,6 +467,13 @@ class _Outage:
         # At once the first time (a lost connection is back quickly), then every 0.25 s: a
         # stream leader is elected within seconds and the first publish after it is acked.
         return 0.0 if self.count <= 1 else 0.25
+
+    def recheck(self, now: float) -> bool:
+        """Whether to look at the stream itself now (every 2 s of the outage)."""
+        if now - self.checked < 2.0:
+            return False
+        self.checked = now
+        return True
 
     def over(self, nc: Any, now: float) -> None:
         log.warning("forwarding to the stream %s resumed after %.1f s (connected to %s)",
@@ -514,15 +561,3 @@ def _messages(rows: list[tuple[int, str, str, str, str]], prefix: str, fixed: st
 
 #: ``NATS/1.0\r\nNats-Msg-Id: \r\n\r\n``: the header block around an event id.
 _HEADER_BYTES = len("NATS/1.0\r\nNats-Msg-Id: \r\n\r\n")
-
-
-def _ack_error(headers: dict[str, str] | None, data: bytes) -> str:
-    """What a negative JetStream publish reply says, in one phrase."""
-    code = (headers or {}).get("Status", "")
-    if code == "503":
-        return "no JetStream stream takes this subject, or it has no leader now (no responders)"
-    try:
-        err = json.loads(data).get("error") or {}
-        return str(err.get("description") or err)
-    except (ValueError, AttributeError):
-        return f"status {code}" if code else "an unreadable reply"

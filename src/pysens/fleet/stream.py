@@ -83,11 +83,16 @@ class StreamState:
 
 
 def _want(settings: StreamSettings) -> dict[str, Any]:
+    window = float(settings.duplicate_window)
+    if settings.max_age:
+        # JetStream refuses a window longer than the retention; a message cannot be a
+        # duplicate of one the stream no longer holds anyway.
+        window = min(window, float(settings.max_age))
     return {
         "max_age": float(settings.max_age or 0.0),
         "max_msgs": settings.max_msgs or -1,
         "max_bytes": settings.max_bytes or -1,
-        "duplicate_window": float(settings.duplicate_window),
+        "duplicate_window": window,
         "num_replicas": settings.replicas,
     }
 
@@ -121,8 +126,15 @@ async def ensure_stream(js: Any, settings: StreamSettings) -> StreamState:
             ))
         except _already_exists() as e:
             if "already in use" not in str(e) and getattr(e, "err_code", 0) != 10058:
-                raise
+                raise _refused(settings, e) from None
             info = await js.stream_info(settings.name)  # another client made it meanwhile
+        except _api_errors() as e:
+            # "insufficient resources" (more replicas than servers up now) may pass; the
+            # rest (a window longer than the retention, a subject another stream takes …)
+            # is the configuration's, and retrying it as it is would never work.
+            if getattr(e, "err_code", 0) == 10023 or getattr(e, "code", 0) == 503:
+                raise
+            raise _refused(settings, e) from None
         else:
             return _state(info, created_now=True)
     cfg = info.config
@@ -142,6 +154,21 @@ def _already_exists() -> tuple[type[BaseException], ...]:
     from nats.js.errors import BadRequestError
 
     return (BadRequestError,)
+
+
+def _api_errors() -> tuple[type[BaseException], ...]:
+    from nats.js.errors import APIError
+
+    return (APIError,)
+
+
+def _refused(settings: StreamSettings, e: BaseException) -> Exception:
+    from .connection import NatsRefused
+
+    why = getattr(e, "description", None) or " ".join(str(e).split())
+    return NatsRefused(f"the NATS server refused to create the stream {settings.name} "
+                       f"({settings.replicas} replica{'' if settings.replicas == 1 else 's'}): "
+                       f"{why}")
 
 
 def describe_differences(settings: StreamSettings, differs: dict[str, tuple[Any, Any]]) -> str:
