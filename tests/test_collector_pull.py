@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from fleet_fixtures import NatsServer, await_for, nats_server, storm
+from pysens.events import SensEvent
 from pysens.fleet.collector import Collector
 from pysens.fleet.forwarder import Forwarder
-from pysens.events import SensEvent
 from pysens.fleet.store import Gap
 from pysens.journal import Journal
 

@@ -171,7 +171,7 @@ def test_tls_asked_of_a_server_without_it_is_refused(
 def test_a_config_file_names_the_line_of_a_missing_creds_file(tmp_path: Path) -> None:
     import subprocess
 
-    from test_service import sens_argv
+    from service_fixtures import sens_argv
 
     cfg = tmp_path / "sens.toml"
     cfg.write_text('[serve]\nsources = ["none"]\n\n[[forward]]\nurl = "nats://127.0.0.1:1"\n'

@@ -149,10 +149,10 @@ async def test_an_r1_stream_lost_with_its_disk_loses_nothing_the_forwarder_still
         await fwd.aclose()
         await asyncio.gather(task, return_exceptions=True)
     second = Collector(nats_cluster.seed, store, exit_idle=10, backoff=(0.1, 0.5))
-    task = asyncio.create_task(second.run())
+    collecting = asyncio.create_task(second.run())
     await await_for(lambda: second.store.count() == 60, "the events to be stored")
     second.stop()
-    await task
+    await collecting
     assert second.store.count() == 60  # the 20 the stream lost came again from the journal
     assert sorted(second.store.ids()) == sorted(e.id for e in journal.query())
     said = [m for m in caplog.messages if "started over" in m]
@@ -181,7 +181,7 @@ async def test_kill9_of_nodes_leaders_and_a_collector_while_events_flow(
     collector = Collector(seed, pg_url, batch=200)
     log = tmp_path / "collector2.log"
     other = _spawn_collector(seed, pg_url, log)
-    tasks = [asyncio.create_task(f.run()) for f in forwarders]
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(f.run()) for f in forwarders]
     tasks.append(asyncio.create_task(collector.run()))
     sent = [0, 0]
     feeding = True
