@@ -168,15 +168,24 @@ def test_tls_asked_of_a_server_without_it_is_refused(
     assert "does not offer TLS" in capsys.readouterr().err
 
 
-def test_a_config_file_names_the_line_of_a_missing_creds_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("line", "says"), [
+    ('creds = "/nonexistent/x.creds"', "cannot read the credentials file"),
+    ("creds = 5", "[[forward]] creds must be text"),
+    ('replicas = "three"', "[[forward]] replicas must be an integer"),
+    ('tls_cert = "/etc/hostname"', "cannot load the client certificate"),
+])
+def test_a_config_file_names_the_line_of_a_bad_connection_key(
+    tmp_path: Path, line: str, says: str
+) -> None:
     import subprocess
 
     from service_fixtures import sens_argv
 
     cfg = tmp_path / "sens.toml"
     cfg.write_text('[serve]\nsources = ["none"]\n\n[[forward]]\nurl = "nats://127.0.0.1:1"\n'
-                   'creds = "/nonexistent/x.creds"\n', encoding="utf-8")
+                   f"{line}\n", encoding="utf-8")
     result = subprocess.run(sens_argv("serve", "--config", str(cfg)), capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 1
-    assert f"{cfg}:6:" in result.stderr and "cannot read the credentials file" in result.stderr
+    assert f"{cfg}:6:" in result.stderr and says in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

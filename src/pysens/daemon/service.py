@@ -389,16 +389,31 @@ class Service:
             self.journal = None
 
 
+def forward_options(forwarder: Any) -> dict[str, Any]:
+    """Every ``[[forward]]`` key but ``url`` and its annotation (None where it cannot be
+    resolved): the forwarder's own keywords and the connection's
+    (:func:`~pysens.fleet.connection.nats_target`), which its ``**connection`` takes."""
+    from ..fleet.connection import nats_target
+
+    out: dict[str, Any] = {}
+    for function in (forwarder, nats_target):
+        init = typing.cast(Any, function).__init__ if isinstance(function, type) else function
+        try:
+            hints = typing.get_type_hints(init)
+        except (NameError, TypeError, AttributeError):  # an annotation this Python cannot
+            # resolve: the names are still checked
+            hints = {}
+        for name, param in inspect.signature(function).parameters.items():
+            if name not in ("self", "journal", "url") and param.kind is not param.VAR_KEYWORD:
+                out[name] = hints.get(name)
+    return out
+
+
 def _check_forward_options(forwarder: Any, f: ForwardConfig) -> None:
     """ServiceError naming the file and line of a ``[[forward]]`` option the forwarder does not
     take, or of a value of the wrong type (the forwarder's own signature is the list)."""
-    params = inspect.signature(forwarder).parameters
-    try:
-        hints = typing.get_type_hints(forwarder.__init__)
-    except (NameError, TypeError, AttributeError):  # an annotation this Python cannot resolve:
-        # the names are still checked
-        hints = {}
-    known = [k for k in params if k not in ("self", "journal", "url")]
+    hints = forward_options(forwarder)
+    known = list(hints)
     for key, value in f.options.items():
         where = f.where.get(key, f"[[forward]] {f.url}")
         if key not in known:
@@ -432,6 +447,8 @@ def _fits(value: Any, hint: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if hint in (int, str):
         return isinstance(value, hint) and not isinstance(value, bool)
+    if hint is Path:  # a file name, in TOML a string
+        return isinstance(value, str)
     return True
 
 

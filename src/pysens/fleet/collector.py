@@ -120,21 +120,11 @@ class Collector:
         gap_check: float = 10.0,
         exit_idle: float | None = None,
         backoff: tuple[float, float] = (0.2, 15.0),
-        user: str | None = None,
-        password: str | None = None,
-        token: str | None = None,
-        nkey_seed: str | None = None,
-        creds: str | None = None,
-        tls_ca: str | None = None,
-        tls_cert: str | None = None,
-        tls_key: str | None = None,
-        tls_hostname: str | None = None,
+        **connection: Any,
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
-        self.target = nats_target(url, user=user, password=password, token=token,
-                                  nkey_seed=nkey_seed, creds=creds, tls_ca=tls_ca,
-                                  tls_cert=tls_cert, tls_key=tls_key, tls_hostname=tls_hostname)
+        self.target = nats_target(url, **connection)
         self._own_store = not isinstance(store, Store)
         self.store = store if isinstance(store, Store) else open_store(store)
         self.url = self.target.display

@@ -133,26 +133,16 @@ class Forwarder:
         max_bytes: int | None = None,
         duplicate_window: float = 120.0,
         cursor: str | None = None,
-        user: str | None = None,
-        password: str | None = None,
-        token: str | None = None,
-        nkey_seed: str | None = None,
-        creds: str | None = None,
-        tls_ca: str | None = None,
-        tls_cert: str | None = None,
-        tls_key: str | None = None,
-        tls_hostname: str | None = None,
         max_in_flight: int = 4000,
         batch: int = 1000,
         poll_interval: float = 0.2,
         ack_timeout: float = 1.0,
         backoff: tuple[float, float] = (0.2, 15.0),
+        **connection: Any,
     ) -> None:
         if replicas < 1 or replicas > 5:
             raise ValueError(f"replicas must be 1 to 5, not {replicas}")
-        self.target = nats_target(url, user=user, password=password, token=token,
-                                  nkey_seed=nkey_seed, creds=creds, tls_ca=tls_ca,
-                                  tls_cert=tls_cert, tls_key=tls_key, tls_hostname=tls_hostname)
+        self.target = nats_target(url, **connection)
         self._own_journal = not isinstance(journal, Journal)
         self.journal = journal if isinstance(journal, Journal) else Journal(journal)
         self.url = self.target.display
