@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
+from datetime import timedelta
 from typing import Any
 
 from ..fleet.store import Store
@@ -37,6 +39,10 @@ def register(sub: Any) -> None:
     p.add_argument("--exit-idle", type=float, metavar="SECONDS",
                    help="exit once nothing new has come for SECONDS (default: run until "
                    "interrupted)")
+    p.add_argument("--max-age", metavar="AGE",
+                   help="retention: remove the stored events older than AGE (e.g. 400d, 2y) "
+                   "at start and then every hour; PostgreSQL drops whole months once all of "
+                   "a month is older (default: keep everything)")
     p.set_defaults(run=run)
 
 
@@ -50,11 +56,22 @@ async def _collect(args: argparse.Namespace, store: Store) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, collector.stop)
+    retention = None
+    if args.max_age is not None:
+        from ..fleet.retention import keep_within
+
+        retention = asyncio.create_task(keep_within(
+            store, _max_age(args.max_age), label=args.max_age.strip(),
+            report=lambda line: print(f"sens: {line}", file=sys.stderr, flush=True)))
     try:
         s = await collector.run()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if retention is not None:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
     print(f"sens: collected {s.received} message(s): {s.stored} new event(s), {s.already} "
           f"already stored, {s.rejected} rejected", file=sys.stderr)
     status = 0
@@ -70,8 +87,22 @@ async def _collect(args: argparse.Namespace, store: Store) -> int:
     return status
 
 
+def _max_age(text: str) -> timedelta:
+    from ..journal.limits import LimitError, parse_age
+
+    try:
+        age = parse_age(text)
+    except LimitError as e:
+        raise CliError(f"--max-age: {e}", 2) from None
+    if age <= timedelta(0):
+        raise CliError("--max-age must be more than 0", 2)
+    return age
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``sens collect``."""
+    if args.max_age is not None:
+        _max_age(args.max_age)  # a bad age is a usage error before anything connects
     if not args.url.startswith(("nats://", "tls://", "ws://", "wss://")):
         raise CliError(f"{args.url!r} is not a NATS URL: write nats://HOST:PORT", 2)
     try:

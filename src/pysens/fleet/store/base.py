@@ -32,6 +32,7 @@ from ...tracker import OpenSession
 from ..projection import SessionRow, fold_hosts, fold_sessions, open_session, row_of
 from ..urls import redact_url
 from .schema import EVENT_COLUMNS, SESSION_COLUMNS
+from .window import store_window_keys
 
 __all__ = ["Gap", "Rejected", "Store", "StoreError", "StoredEvent", "now_us", "open_store",
            "time_us"]
@@ -157,8 +158,15 @@ class Store:
         raise NotImplementedError
 
     def expire(self, before_us: int) -> int:
-        """Drop the events older than ``before_us`` (retention); how many went."""
+        """Drop the events older than ``before_us`` (retention); how many went. The hosts'
+        counts follow, and the rows of closed sessions whose every event went are dropped
+        (see :func:`prune_projections`)."""
         raise NotImplementedError
+
+    def partitions(self) -> list[tuple[int, int]] | None:
+        """The (year, month) partitions the events are in, oldest first; None for a store
+        without partitions (SQLite)."""
+        return None
 
     @staticmethod
     def _projections(new: Sequence[StoredEvent]) -> tuple[list[SessionRow], list[Any]]:
@@ -269,8 +277,11 @@ class Store:
             page = list(clauses)
             page_params = list(params)
             if last is not None:
-                page.append(f"({_ORDER}) > ({p}, {p}, {p}, {p})")
-                page_params.extend(last)
+                # The row comparison alone is no index range (the order is an expression):
+                # the redundant time bound is, so a page starts where the last one ended
+                # instead of scanning from the first event again.
+                page.append(f"time_us >= {p} AND ({_ORDER}) > ({p}, {p}, {p}, {p})")
+                page_params.extend((last[0], *last))
             sql = "SELECT time_us, host, id, seq, body FROM events"
             if page:
                 sql += " WHERE " + " AND ".join(page)
@@ -309,9 +320,13 @@ class Store:
         events (of ``methods``, on ``hosts`` when given) a timeline of ``[since, until)``
         needs, in time order, without reading every body in the store."""
         p = self._ph()
-        kept = window_keys(self._select, p, methods, time_us(since),
-                           time_us(until) if until is not None else None, hosts=hosts,
-                           key="time_us, id", order=_ORDER)
+        lo, hi = time_us(since), time_us(until) if until is not None else None
+        # From the sessions table when it can stand in (the session methods, Logoff among
+        # them: what the timeline asks); else the journal's way, over every session event.
+        kept = store_window_keys(self._select, p, methods, lo, hi, hosts=hosts)
+        if kept is None:
+            kept = window_keys(self._select, p, methods, lo, hi, hosts=hosts,
+                               key="time_us, id", order=_ORDER)
         for n in range(0, len(kept), 500):
             chunk = kept[n:n + 500]
             # By (time, id): the partitioned table's own key, so each partition is looked up.
@@ -382,6 +397,26 @@ def host_upsert(ph: str) -> str:
             " < hosts.first_us THEN excluded.first_us ELSE hosts.first_us END, last_us ="
             " CASE WHEN excluded.last_us > hosts.last_us THEN excluded.last_us ELSE"
             " hosts.last_us END, events = hosts.events + excluded.events")
+
+
+def prune_projections(ph: str, cut_us: int, gone: dict[str, int], *, counted: bool = False
+                      ) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The statements (each with its rows of parameters, for ``executemany``) that bring
+    ``hosts`` and ``sessions`` along after retention removed every event before ``cut_us``
+    (``gone``: how many of each host's): those hosts' counts and first times (a host with
+    none left goes), and the rows of closed sessions whose last event was before the cut. An
+    open one stays (it is still open as far as the store knows); a closed one goes only with
+    its last event, since ``sens timeline --since`` looks sessions up by these rows.
+    ``counted``: the counts were taken off already (batch by batch)."""
+    hosts = sorted(gone)
+    return [
+        (f"UPDATE hosts SET events = events - {ph} WHERE host = {ph}",  # noqa: S608 - placeholders only; the SQL text is this module's own
+         [] if counted else [(gone[h], h) for h in hosts]),
+        ("UPDATE hosts SET first_us = coalesce((SELECT min(e.time_us) FROM events e WHERE"  # noqa: S608 - placeholders only; the SQL text is this module's own
+         f" e.host = hosts.host), first_us) WHERE host = {ph}", [(h,) for h in hosts]),
+        ("DELETE FROM hosts WHERE events <= 0", [()]),
+        (f"DELETE FROM sessions WHERE last_us < {ph} AND NOT {_OPEN}", [(cut_us,)]),  # noqa: S608 - placeholders only; the SQL text is this module's own
+    ]
 
 
 def event_insert_columns() -> str:
