@@ -31,7 +31,7 @@ from ...journal.window import window_keys
 from ...tracker import OpenSession
 from ..projection import SessionRow, fold_hosts, fold_sessions, open_session, row_of
 from ..urls import redact_url
-from .schema import EVENT_COLUMNS, SESSION_COLUMNS
+from .schema import EVENT_COLUMNS, OPEN, SESSION_COLUMNS
 from .window import store_window_keys
 
 __all__ = ["Gap", "Rejected", "Store", "StoreError", "StoredEvent", "now_us", "open_store",
@@ -118,15 +118,16 @@ def time_us(t: datetime) -> int:
 _ORDER = "time_us, host, coalesce(seq, 0), id"
 _SESSION_SELECT = ", ".join(SESSION_COLUMNS)
 # A session is open when its latest Logon is newer than its latest Logoff (or, seen only from
-# mid-life, it has no Logoff): the projection's rule (SessionRow.is_open), in SQL.
-_OPEN = ("((logon_us, logon_seq) > (logoff_us, logoff_seq) OR (logon_us = -1"
-         " AND logoff_us = -1))")
+# mid-life, it has no Logoff): the sessions_is_open index is on that very text.
+_OPEN = OPEN
 
 
 class Store:
     """A central store (use :func:`open_store`). Thread-safe: one connection behind a lock."""
 
     url: str
+    #: Whether the SQL may say LATERAL (a join the planner must run pair by pair).
+    _lateral = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -323,7 +324,8 @@ class Store:
         lo, hi = time_us(since), time_us(until) if until is not None else None
         # From the sessions table when it can stand in (the session methods, Logoff among
         # them: what the timeline asks); else the journal's way, over every session event.
-        kept = store_window_keys(self._select, p, methods, lo, hi, hosts=hosts)
+        kept = store_window_keys(self._select, p, methods, lo, hi, hosts=hosts,
+                                 lateral=self._lateral)
         if kept is None:
             kept = window_keys(self._select, p, methods, lo, hi, hosts=hosts,
                                key="time_us, id", order=_ORDER)
