@@ -247,28 +247,36 @@ def time_questions(url: str, now: int) -> list[tuple[str, int, float, float]]:
 
 
 def time_expire_pg(url: str) -> list[tuple[str, int, float, float]]:
-    """The oldest month: a row DELETE (rolled back) beside Store.expire (the partition
-    dropped, for real)."""
+    """Retention of a month both ways, each with its commit and from a CHECKPOINT (neither
+    pays the other's WAL): Store.expire of the oldest month (the partition dropped), then a
+    row DELETE of the next one (a month of about the same size), and the VACUUM it leaves."""
     import psycopg
 
     from pysens.fleet.store.postgres import month_bounds
 
     with open_store(url) as store:
-        months = sorted(store._months)  # type: ignore[attr-defined]
-    lo, hi = month_bounds(*months[0])
-    with psycopg.connect(url) as db:
+        months = store.partitions() or []
+    names = [f"{y:04d}-{m:02d}" for y, m in months[:2]]
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CHECKPOINT")
+    with open_store(url) as store:
+        start = time.perf_counter()
+        gone = store.expire(month_bounds(*months[0])[1])
+        t_drop = time.perf_counter() - start
+    lo, hi = month_bounds(*months[1])
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CHECKPOINT")
         start = time.perf_counter()
         n = db.execute("DELETE FROM events WHERE time_us >= %s AND time_us < %s",
                        (lo, hi)).rowcount
         t_delete = time.perf_counter() - start
-        db.rollback()
-    with open_store(url) as store:
         start = time.perf_counter()
-        gone = store.expire(hi)
-        t_drop = time.perf_counter() - start
-    name = f"{months[0][0]:04d}-{months[0][1]:02d}"
-    return [(f"DELETE FROM events (the month {name}; rolled back)", n, t_delete, 0),
-            (f"Store.expire(): the month {name} dropped", gone, t_drop, 1)]
+        db.execute(f"VACUUM events_y{months[1][0]:04d}m{months[1][1]:02d}")
+        t_vacuum = time.perf_counter() - start
+    return [(f"Store.expire(): the month {names[0]} dropped (hosts, sessions kept in step)",
+             gone, t_drop, 1),
+            (f"peer: DELETE FROM events, the month {names[1]} (committed)", n, t_delete, 0),
+            (f"peer: the VACUUM that DELETE leaves ({names[1]})", 0, t_vacuum, 0)]
 
 
 def time_expire_sqlite(url: str, now: int) -> list[tuple[str, int, float, float]]:
@@ -290,32 +298,10 @@ def table(rows: list[tuple[str, int, float, float]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--hosts", type=int, default=10_000)
-    parser.add_argument("--sqlite-events", type=int, default=1_000_000,
-                        help="the SQLite store beside (0: none)")
-    parser.add_argument("--sqlite-hosts", type=int, default=1_000)
-    parser.add_argument("--schema", help="the PostgreSQL schema (default: a new one)")
-    parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
-    parser.add_argument("--reuse", action="store_true",
-                        help="the schema is filled already: time the questions only")
-    parser.add_argument("--no-expire", action="store_true",
-                        help="leave the oldest month (a schema kept for another run)")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--quick", action="store_true",
-                        help="1,000,000 events from 1,000 hosts, SQLite 100,000 (~2 min)")
-    args = parser.parse_args()
-    if args.quick:
-        args.events, args.hosts, args.sqlite_events, args.sqlite_hosts = (
-            1_000_000, 1_000, 100_000, 100)
+def run_pg(args: argparse.Namespace, schema: str, url: str, now: int) -> None:
+    """Fill (unless --reuse) and time the PostgreSQL store."""
     import psycopg
 
-    schema = args.schema or f"sens_bench_{os.getpid()}"
-    url = f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    now = now_floor()
-    begun = time.perf_counter()
     if not args.reuse:
         with psycopg.connect(PG_BASE, autocommit=True) as db:
             db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -339,6 +325,35 @@ def main() -> int:
         if not args.keep:
             with psycopg.connect(PG_BASE, autocommit=True) as db:
                 db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=10_000_000,
+                        help="the PostgreSQL store's (0: none)")
+    parser.add_argument("--hosts", type=int, default=10_000)
+    parser.add_argument("--sqlite-events", type=int, default=1_000_000,
+                        help="the SQLite store beside (0: none)")
+    parser.add_argument("--sqlite-hosts", type=int, default=1_000)
+    parser.add_argument("--schema", help="the PostgreSQL schema (default: a new one)")
+    parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
+    parser.add_argument("--reuse", action="store_true",
+                        help="the schema is filled already: time the questions only")
+    parser.add_argument("--no-expire", action="store_true",
+                        help="leave the oldest month (a schema kept for another run)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quick", action="store_true",
+                        help="1,000,000 events from 1,000 hosts, SQLite 100,000 (~2 min)")
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.hosts, args.sqlite_events, args.sqlite_hosts = (
+            1_000_000, 1_000, 100_000, 100)
+    schema = args.schema or f"sens_bench_{os.getpid()}"
+    url = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    now = now_floor()
+    begun = time.perf_counter()
+    if args.events:
+        run_pg(args, schema, url, now)
     if args.sqlite_events:
         with tempfile.TemporaryDirectory() as tmp:
             lite = f"sqlite:///{Path(tmp) / 'fleet.db'}"
@@ -350,7 +365,6 @@ def main() -> int:
             print("\nSQLite\n" + table(rows), flush=True)
     print(f"\n(ran {time.perf_counter() - begun:.0f} s)")
     return 0
-
 
 
 if __name__ == "__main__":

@@ -53,14 +53,18 @@ def _state(store: Any) -> tuple[Any, ...]:
 
 
 def test_postgresql_drops_the_months_wholly_past(pg_url: str) -> None:
+    # And an event from a clock that said 1999: kept in the default partition, older than
+    # any cut, so it goes with the first month dropped.
+    wrong = SensEvent("OnACPower", host="db01", source="test",
+                      time=datetime(1999, 5, 1, tzinfo=UTC)).with_seq(99)
     with open_store(pg_url) as store:
-        store.commit(_stored(_events()))
+        store.commit(_stored([*_events(), wrong]))
         assert store.partitions() == [(2026, 9), (2026, 10), (2026, 11)]
         # 45 days before Nov 15 is Oct 1: September is wholly older, October is not.
         done = expire_older(store, timedelta(days=45), now=time_us(NOW))
-        assert (done.events, done.months) == (4, 1)
+        assert (done.events, done.months) == (5, 1)
         assert store.partitions() == [(2026, 10), (2026, 11)]
-        assert "4 event(s) from before 2026-10-01 00:00 UTC removed (1 month(s) dropped)" \
+        assert "5 event(s) from before 2026-10-01 00:00 UTC removed (1 month(s) dropped)" \
             in done.line("45d")
         count, hosts, rows = _state(store)
         assert count == 3 == len(store.ids())

@@ -128,6 +128,9 @@ class Store:
     url: str
     #: Whether the SQL may say LATERAL (a join the planner must run pair by pair).
     _lateral = False
+    #: Whether events are looked up by id alone (SQLite: its primary key; a row-value IN list
+    #: of (time_us, id) makes it scan the whole table, 2 s for 3 rows of 1M).
+    _by_id = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -271,18 +274,17 @@ class Store:
         if hosts:
             clauses.append(f"host IN ({', '.join([p] * len(hosts))})")
             params.extend(hosts)
-        # Keyset pagination on the order (_ORDER): a huge store streams in batches.
+        # Keyset pagination on the order (_ORDER): a huge store streams in batches. Both
+        # databases seek the time index by the row comparison's first column (measured on
+        # 10M events: page 2,500 as fast as page 1), so no index on the whole expression.
         last: tuple[int, str, int, str] | None = None
         sent = 0
         while True:
             page = list(clauses)
             page_params = list(params)
             if last is not None:
-                # The row comparison alone is no index range (the order is an expression):
-                # the redundant time bound is, so a page starts where the last one ended
-                # instead of scanning from the first event again.
-                page.append(f"time_us >= {p} AND ({_ORDER}) > ({p}, {p}, {p}, {p})")
-                page_params.extend((last[0], *last))
+                page.append(f"({_ORDER}) > ({p}, {p}, {p}, {p})")
+                page_params.extend(last)
             sql = "SELECT time_us, host, id, seq, body FROM events"
             if page:
                 sql += " WHERE " + " AND ".join(page)
@@ -331,11 +333,16 @@ class Store:
                                key="time_us, id", order=_ORDER)
         for n in range(0, len(kept), 500):
             chunk = kept[n:n + 500]
-            # By (time, id): the partitioned table's own key, so each partition is looked up.
-            marks = ", ".join([f"({p}, {p})"] * len(chunk))
+            values: list[Any]
+            if self._by_id:
+                marks = ", ".join([p] * len(chunk))
+                where, values = f"id IN ({marks})", [k[1] for k in chunk]
+            else:
+                # By (time, id): the partitioned table's own key, so each partition is looked up.
+                marks = ", ".join([f"({p}, {p})"] * len(chunk))
+                where, values = f"(time_us, id) IN ({marks})", [v for k in chunk for v in k]
             found = self._select(
-                f"SELECT id, seq, body FROM events WHERE (time_us, id) IN ({marks})"  # noqa: S608 - placeholders only; the SQL text is this module's own
-                f" ORDER BY {_ORDER}", [v for k in chunk for v in k])
+                f"SELECT id, seq, body FROM events WHERE {where} ORDER BY {_ORDER}", values)  # noqa: S608 - placeholders only; the SQL text is this module's own
             for event_id, seq, body in found:
                 event = self._event(event_id, seq, body, on_bad)
                 if event is not None:
@@ -416,9 +423,15 @@ def prune_projections(ph: str, cut_us: int, gone: dict[str, int], *, counted: bo
          [] if counted else [(gone[h], h) for h in hosts]),
         ("UPDATE hosts SET first_us = coalesce((SELECT min(e.time_us) FROM events e WHERE"  # noqa: S608 - placeholders only; the SQL text is this module's own
          f" e.host = hosts.host), first_us) WHERE host = {ph}", [(h,) for h in hosts]),
-        ("DELETE FROM hosts WHERE events <= 0", [()]),
-        (f"DELETE FROM sessions WHERE last_us < {ph} AND NOT {_OPEN}", [(cut_us,)]),  # noqa: S608 - placeholders only; the SQL text is this module's own
+        *((sql, [params]) for sql, params in prune_rest(ph, cut_us)),
     ]
+
+
+def prune_rest(ph: str, cut_us: int) -> list[tuple[str, tuple[Any, ...]]]:
+    """The part of :func:`prune_projections` that needs no per-host values: the hosts with no
+    event left, and the closed sessions whose last event was before ``cut_us``."""
+    return [("DELETE FROM hosts WHERE events <= 0", ()),
+            (f"DELETE FROM sessions WHERE last_us < {ph} AND NOT {_OPEN}", (cut_us,))]  # noqa: S608 - placeholders only; the SQL text is this module's own
 
 
 def event_insert_columns() -> str:

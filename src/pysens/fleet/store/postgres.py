@@ -23,7 +23,7 @@ from .base import (
     event_insert_columns,
     host_upsert,
     now_us,
-    prune_projections,
+    prune_rest,
     session_upsert,
 )
 from .migrate import backfill, meta_version
@@ -275,17 +275,38 @@ class PostgresStore(Store):
                                 "DELETE FROM events_other WHERE time_us < %s RETURNING host",
                                 (cut,)).fetchall():
                             gone[host] = gone.get(host, 0) + 1
-                        cur = self._db.cursor()
-                        for sql, rows in prune_projections("%s", cut, gone):
-                            if rows == [()]:
-                                cur.execute(sql)
-                            elif rows:
-                                cur.executemany(sql, rows)
+                        self._prune(cut, gone, [m for m in sorted(self._months)
+                                                if m not in dropped])
             except self._psycopg.Error as e:
                 raise StoreError(
                     f"cannot expire events in {redact_url(self.url)}: {_one_line(e)}") from None
             self._months.difference_update(dropped)
         return sum(gone.values())
+
+    def _prune(self, cut: int, gone: dict[str, int], months: list[tuple[int, int]]) -> None:
+        """:func:`~.base.prune_projections` in a few set-wise statements (one per host would be
+        20,000 round trips for a fleet): each host's first time from the oldest months left,
+        a month at a time, until every host is placed (most are in the first)."""
+        db = self._db
+        hosts = sorted(gone)
+        db.execute("UPDATE hosts SET events = hosts.events - g.n FROM unnest(%s::text[],"
+                   " %s::bigint[]) AS g(host, n) WHERE hosts.host = g.host",
+                   (hosts, [gone[h] for h in hosts]))
+        first: dict[str, int] = {}
+        left = set(hosts)
+        for name in [f"events_y{y:04d}m{m:02d}" for y, m in months] + ["events_other"]:
+            if not left:
+                break
+            for host, t in db.execute(
+                    f"SELECT host, min(time_us) FROM {name} WHERE host = ANY(%s) GROUP BY"  # noqa: S608 - a partition name this module made
+                    " host", (sorted(left),)):
+                first[host] = int(t)
+                left.discard(host)
+        placed = sorted(first)
+        db.execute("UPDATE hosts SET first_us = f.t FROM unnest(%s::text[], %s::bigint[]) AS"
+                   " f(host, t) WHERE hosts.host = f.host", (placed, [first[h] for h in placed]))
+        for sql, params in prune_rest("%s", cut):
+            db.execute(sql, params)
 
     def partitions(self) -> list[tuple[int, int]]:
         """See :meth:`Store.partitions`."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 from ..projection import COLUMNS as SESSION_COLUMNS
 
 __all__ = [
-    "EVENT_COLUMNS",
     "CLOSED",
+    "EVENT_COLUMNS",
     "LATEST",
     "OPEN",
     "SESSION_COLUMNS",

@@ -35,6 +35,8 @@ _INSERT_EVENTS = (f"INSERT OR IGNORE INTO events ({event_insert_columns()}) VALU
 class SqliteStore(Store):
     """The store in one SQLite file (WAL)."""
 
+    _by_id = True
+
     def __init__(self, url: str, path: str) -> None:
         super().__init__(url)
         self.path = path

@@ -8,9 +8,11 @@ before it, and then every session event's keys to pick from, the whole store eac
 the pairs worth looking at come from the sessions table (one row per host and session key,
 kept by each commit): those with an event in the window, and those that began before it and
 are not known to be closed before it (their last event is their last Logoff). Each of those is
-then looked up by the ``(host, session_id, time_us)`` index: its last Logoff before the window,
-whether something reopened it since, and its events from that Logoff on. One statement; the
-rows are the same sessions' events, so the timeline is the same.
+then looked up in the ``events_pair`` index (host, session_id, method, time_us): its last
+Logoff before the window (one seek), whether something reopened it since, and its events from
+that Logoff on. One statement; the sessions read are those ``window_keys`` reads, less those
+closed for good before the window (they cannot overlap it), so the timeline is the same
+(tests/test_store_window.py and tests/test_timeline.py compare them with a whole read).
 """
 
 from __future__ import annotations
