@@ -12,7 +12,7 @@ A small SQLite store (1M events) is filled and timed beside it.
 
 Run: ``python bench/bench_store.py [--events N] [--hosts H]`` (default 10,000,000 / 10,000:
 ~17 min here, 14 of them filling, most of that making the events in Python; ``--quick``: 1M
-events from 1,000 hosts, ~2 min).
+events from 1,000 hosts, ~1 min).
 Needs the PostgreSQL of the tests (SENS_TEST_PG, default postgres@127.0.0.1:5432/test).
 ``--schema S --keep`` keeps the filled schema, ``--reuse`` times an already filled one.
 """
@@ -343,7 +343,7 @@ def main() -> int:
                         help="leave the oldest month (a schema kept for another run)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true",
-                        help="1,000,000 events from 1,000 hosts, SQLite 100,000 (~2 min)")
+                        help="1,000,000 events from 1,000 hosts, SQLite 100,000 (~1 min)")
     args = parser.parse_args()
     if args.quick:
         args.events, args.hosts, args.sqlite_events, args.sqlite_hosts = (
