@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
+from datetime import timedelta
 from typing import Any
 
 from ..fleet.store import Store
@@ -42,6 +44,10 @@ def register(sub: Any) -> None:
     p.add_argument("--exit-idle", type=float, metavar="SECONDS",
                    help="exit once nothing new has come for SECONDS (default: run until "
                    "interrupted)")
+    p.add_argument("--max-age", metavar="AGE",
+                   help="retention: remove the stored events older than AGE (e.g. 400d, 2y) "
+                   "at start and then every hour; PostgreSQL drops whole months once all of "
+                   "a month is older (default: keep everything)")
     add_nats_arguments(p)
     p.set_defaults(run=run)
 
@@ -55,11 +61,22 @@ async def _collect(args: argparse.Namespace, target: Any, store: Store) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, collector.stop)
+    retention = None
+    if args.max_age is not None:
+        from ..fleet.retention import keep_within
+
+        retention = asyncio.create_task(keep_within(
+            store, _max_age(args.max_age), label=args.max_age.strip(),
+            report=lambda line: print(f"sens: {line}", file=sys.stderr, flush=True)))
     try:
         s = await collector.run()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if retention is not None:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
     lost = f", {s.lost} lost by the stream (see the gaps table)" if s.lost else ""
     print(f"sens: collected {s.received} message(s): {s.stored} new event(s), {s.already} "
           f"already stored, {s.rejected} rejected{lost}", file=sys.stderr)
@@ -76,12 +93,26 @@ async def _collect(args: argparse.Namespace, target: Any, store: Store) -> int:
     return status
 
 
+def _max_age(text: str) -> timedelta:
+    from ..journal.limits import LimitError, parse_age
+
+    try:
+        age = parse_age(text)
+    except LimitError as e:
+        raise CliError(f"--max-age: {e}", 2) from None
+    if age <= timedelta(0):
+        raise CliError("--max-age must be more than 0", 2)
+    return age
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``sens collect``."""
     from ..fleet.connection import NatsRefused
 
     if args.batch < 1:
         raise CliError("--batch must be at least 1", 2)
+    if args.max_age is not None:
+        _max_age(args.max_age)  # a bad age is a usage error before anything connects
     target = nats_target_arg(args.url, args)
     try:
         import nats  # noqa: F401

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..projection import fold_hosts, fold_sessions, row_values
 from .base import (
@@ -17,6 +18,7 @@ from .base import (
     event_insert_columns,
     host_upsert,
     now_us,
+    prune_projections,
     session_upsert,
 )
 from .migrate import backfill, meta_version
@@ -24,12 +26,16 @@ from .schema import EVENT_COLUMNS, LATEST, sqlite_tables
 
 __all__ = ["SqliteStore"]
 
+T = TypeVar("T")
+
 _INSERT_EVENTS = (f"INSERT OR IGNORE INTO events ({event_insert_columns()}) VALUES "  # noqa: S608 - placeholders only; the SQL text is this module's own
                   f"({', '.join('?' * len(EVENT_COLUMNS))})")
 
 
 class SqliteStore(Store):
     """The store in one SQLite file (WAL)."""
+
+    _by_id = True
 
     def __init__(self, url: str, path: str) -> None:
         super().__init__(url)
@@ -150,14 +156,48 @@ class SqliteStore(Store):
              gap.detected_us)) > 0
 
     def expire(self, before_us: int) -> int:
-        """See :meth:`Store.expire`: deleted in small batches, so a commit waits little."""
-        gone = 0
+        """See :meth:`Store.expire`: deleted in small batches (each with its hosts' counts),
+        so a commit waits little."""
+        gone: dict[str, int] = {}
         while True:
-            n = self._write("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events"
-                            " WHERE time_us < ? LIMIT 5000)", (before_us,))
-            gone += max(n, 0)
-            if n < 5000:
-                return gone
+            with self._lock:
+                rows = self._in_transaction(self._expire_batch, before_us)
+            for host in rows:
+                gone[host] = gone.get(host, 0) + 1
+            if len(rows) < 5000:
+                break
+        if gone:
+            def prune() -> None:
+                for sql, params in prune_projections("?", before_us, gone, counted=True):
+                    self._db.executemany(sql, params)
+
+            with self._lock:
+                self._in_transaction(prune)
+        return sum(gone.values())
+
+    def _expire_batch(self, before_us: int) -> list[str]:
+        rows = self._db.execute("SELECT rowid, host FROM events WHERE time_us < ? LIMIT 5000",
+                                (before_us,)).fetchall()
+        self._db.executemany("DELETE FROM events WHERE rowid = ?", [(r[0],) for r in rows])
+        counts: dict[str, int] = {}
+        for _, host in rows:
+            counts[host] = counts.get(host, 0) + 1
+        self._db.executemany("UPDATE hosts SET events = events - ? WHERE host = ?",
+                             [(n, h) for h, n in counts.items()])
+        return [h for _, h in rows]
+
+    def _in_transaction(self, work: Callable[..., T], *args: Any) -> T:
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            out = work(*args)
+            db.execute("COMMIT")
+            return out
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):  # a closed database cannot even say
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            raise StoreError(f"cannot expire events in {self.path}: {e}") from None
 
     def _select(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._lock:
