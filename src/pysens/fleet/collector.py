@@ -311,6 +311,7 @@ class _Pull:
             return
         self.ended = True
         if code in ("404", "408"):
+            self.unavailable = 0  # the consumer answers again
             return
         if code == "503":
             self.unavailable += 1  # no consumer leader now (an election), or no consumer
