@@ -321,6 +321,26 @@ class NatsCluster:
                 return self.node_by_name(str(leader)).index
         return None
 
+    def wait_stream_current(self, name: str, limit: float = 60.0) -> int:
+        """Wait until stream ``name`` has a leader and every other running node's replica of
+        it is current (a restarted node has caught up); the leader's index. Killing the leader
+        before that is a second failure, not one: the cluster is then a node short."""
+        deadline = time.monotonic() + limit
+        last = "no answer yet"
+        while True:
+            with contextlib.suppress(NatsRequestError):
+                cluster = self.stream_info(name).get("cluster") or {}
+                leader = cluster.get("leader")
+                replicas = cluster.get("replicas") or []
+                behind = [r.get("name") for r in replicas if not r.get("current")]
+                running = sum(1 for node in self.nodes if node.running)
+                if leader and not behind and len(replicas) >= running - 1:
+                    return self.node_by_name(str(leader)).index
+                last = f"leader {leader}, replicas behind: {behind}, {len(replicas)} replicas"
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stream {name} not current within {limit:g} s: {last}")
+            time.sleep(0.1)
+
     def wait_stream_leader(self, name: str, *, not_on: int | None = None,
                            limit: float = 30.0) -> int:
         """Wait until stream ``name`` has a leader (other than node ``not_on``); its index."""

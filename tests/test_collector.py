@@ -121,21 +121,26 @@ async def test_a_deleted_consumer_is_recreated_after_backoff_and_nothing_is_lost
     task = asyncio.create_task(collector.run())
     try:
         await await_for(lambda: collector.store.count() == 20, "the first events stored")
-        nc = await nats.connect(nats_server.url)
-        try:
-            await nc.jetstream().delete_consumer("SENS", "sens-collector")
-        finally:
-            await nc.close()
-        await await_for(lambda: collector.stats.failures > 0, "the collector to notice")
-        journal.append_many(storm("h1", 10, start=20))
-        await _forward(nats_server.url, journal)
-        await await_for(lambda: collector.store.count() == 30, "the later events stored")
+        # Twice: each time is an outage of its own, said at WARNING and retried after the
+        # first backoff step (not after the second outage's doubled one, nor at DEBUG).
+        for n in (1, 2):
+            nc = await nats.connect(nats_server.url)
+            try:
+                await nc.jetstream().delete_consumer("SENS", "sens-collector")
+            finally:
+                await nc.close()
+            await await_for(lambda n=n: collector.stats.failures >= n,  # type: ignore[misc]
+                            "the collector to notice")
+            journal.append_many(storm("h1", 10, start=10 + 10 * n))
+            await _forward(nats_server.url, journal)
+            await await_for(lambda n=n: collector.store.count() == 20 + 10 * n,  # type: ignore[misc]
+                            "the later events stored")
     finally:
         collector.stop()
         await task
         collector.release()
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert warned == ["the consumer sens-collector was deleted; binding to the stream again"]
+    assert warned == ["the consumer sens-collector was deleted; binding to the stream again"] * 2
     # The recreated durable read the stream again from its start; the store kept each once.
     assert collector.stats.already >= 20
 

@@ -176,7 +176,7 @@ class Collector:
                     if self._nc is None:
                         self._nc = await connect(self.target, name="sens-collect")
                         connected = True
-                    await self._session(self._nc, idle)
+                    await self._session(self._nc, idle, retry)
                     return self.stats
                 except _Restart as e:
                     self.stats.failures += 1
@@ -254,8 +254,9 @@ class Collector:
         await asyncio.to_thread(self.store.set_collector_mark, self.settings.name,
                                 self.durable, self._mark)
 
-    async def _session(self, nc: Any, idle: _Idle) -> None:
+    async def _session(self, nc: Any, idle: _Idle, retry: Retry) -> None:
         state = await self._bind(nc)
+        retry.succeeded()  # bound: the next failure is a new outage, said and retried soon
         log.info("collecting %s from %s (connected to %s) into %s", self.subject, self.url,
                  connected_server(nc), self.store.url)
         pull = _Pull(self, nc, state)

@@ -77,6 +77,8 @@ _WATCHED_POLL = 2.0
 #: After a wake-up that found nothing, one more look this much later: SQLite makes a commit
 #: visible in its -shm index after the -wal write inotify reported.
 _SETTLE = 0.05
+#: How long a look at the stream during an outage waits for its answer (every 2 s of it).
+_CHECK_TIMEOUT = 1.5
 
 
 @dataclass(slots=True)
@@ -163,6 +165,7 @@ class Forwarder:
         self._running: asyncio.Future[None] | None = None
         self._told: dict[str, tuple[Any, Any]] | None = None
         self._history = AckHistory()
+        self._check: asyncio.Task[None] | None = None  # a look at the stream in an outage
 
     # -- control -----------------------------------------------------------------------------
 
@@ -208,10 +211,9 @@ class Forwarder:
         try:
             while not self._stop.is_set():
                 try:
-                    await self._session(drain, watching)
+                    await self._session(drain, watching, retry)
                     if drain and self.pending == 0:
                         return
-                    retry.succeeded()
                     continue
                 except NatsRefused as e:
                     if not self.stats.connects:
@@ -248,7 +250,7 @@ class Forwarder:
         self.stats.connects += 1
         self._link.set()
 
-    async def _session(self, drain: bool, watching: bool) -> None:
+    async def _session(self, drain: bool, watching: bool, retry: Retry) -> None:
         nc = self._nc = await connect(self.target, name="sens-forward",
                                       disconnected=self._disconnected,
                                       reconnected=self._reconnected)
@@ -260,12 +262,18 @@ class Forwarder:
         elif state.differs and state.differs != self._told:
             log.warning("%s", describe_differences(self.settings, state.differs))
         self._told = state.differs
+        retry.succeeded()  # connected, and the stream answers: the next failure is news
         log.info("forwarding %s to %s (connected to %s) from seq %d", self.journal.path,
                  self.url, connected_server(nc), self.stats.cursor)
         limit = nc.max_payload
         if state.max_msg_size > 0:
             limit = min(limit, state.max_msg_size)
-        await self._pump(nc, drain, limit, watching)
+        try:
+            await self._pump(nc, drain, limit, watching)
+        finally:
+            if self._check is not None:
+                self._check.cancel()
+                self._check = None
 
     async def _pump(self, nc: Any, drain: bool, limit: int, watching: bool) -> None:
         # Each publish's reply subject is <inbox>.<journal seq>: the ack names its event, and
@@ -335,9 +343,11 @@ class Forwarder:
                 stats.rewinds += 1
                 inflight.clear()
                 sent = acked
+                if outage.recheck(loop.time()) and (self._check is None or self._check.done()):
+                    # Beside the republishing, not in its way: a stream without a leader
+                    # answers nothing, and waiting for that would hold the retries back.
+                    self._check = asyncio.create_task(self._recheck_stream(nc))
                 await self._wait_link(nc, outage.delay())
-                if outage.recheck(loop.time()):
-                    await self._recheck_stream(nc)
                 last_progress = loop.time()
                 continue
             room = self.max_in_flight - len(inflight)
@@ -397,7 +407,10 @@ class Forwarder:
         # node lost its disk). It is made again, so that what waits in the journal has
         # somewhere to go; the collectors say what the old one lost.
         try:
-            state = await ensure_stream(nc.jetstream(), self.settings)
+            state = await ensure_stream(nc.jetstream(timeout=_CHECK_TIMEOUT), self.settings)
+        except NatsRefused as e:
+            log.error("%s", e)
+            return
         except nats_errors() as e:
             log.debug("stream check during an outage: %s", e)
             return
