@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from ..events import EventError, SensEvent, fold_name, parse_time
 from ..journal import EventReader, Journal, JournalError, default_journal_path
@@ -49,6 +49,23 @@ class SensArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def ask_daemon(op: str) -> dict[str, Any] | None:
+    """The running daemon's answer to ``{"op": op}``, or None when no daemon runs (or an
+    older one does not know ``op``): the command then looks at the host itself."""
+    from ..daemon import DaemonClient, DaemonError
+
+    client = DaemonClient.connect()
+    if client is None:
+        return None
+    with client:
+        try:
+            return client.request({"op": op})
+        except DaemonError as e:
+            if "unknown op" in str(e):
+                return None
+            raise CliError(str(e), e.status) from None
 
 
 def open_journal(args: argparse.Namespace, *, reading: bool = False) -> Journal:

@@ -13,7 +13,7 @@ from ..sources.destinations import Destination, parse_destinations
 from ..text import align, escape, format_speed
 from ..tracker import Connection, Tracker
 from ..tracker import Destination as Probed
-from .common import CliError
+from .common import CliError, ask_daemon
 
 __all__ = ["network_tables", "parse_destination", "register", "run"]
 
@@ -86,18 +86,9 @@ def _print(connections: list[Connection], destinations: list[Probed], as_json: b
 
 
 def _from_daemon(args: argparse.Namespace) -> int | None:
-    from ..daemon import DaemonClient, DaemonError
-
-    client = DaemonClient.connect()
-    if client is None:
+    reply = ask_daemon("network")
+    if reply is None:
         return None
-    with client:
-        try:
-            reply = client.request({"op": "network"})
-        except DaemonError as e:
-            if "unknown op" in str(e):
-                return None  # an older daemon: look at the host directly
-            raise CliError(str(e), e.status) from None
     if not reply.get("watching"):
         why = reply.get("why_not") or "it runs without the network source"
         raise CliError(f"the daemon does not watch the network: {why}")

@@ -11,7 +11,7 @@ from typing import Any
 from ..sources import SourceUnavailable, open_source, probe
 from ..text import align
 from ..tracker import Power, Tracker
-from .common import CliError
+from .common import CliError, ask_daemon
 
 __all__ = ["power_table", "register", "run"]
 
@@ -42,18 +42,9 @@ def _print(state: Power, as_json: bool) -> None:
 
 
 def _from_daemon(args: argparse.Namespace) -> int | None:
-    from ..daemon import DaemonClient, DaemonError
-
-    client = DaemonClient.connect()
-    if client is None:
+    reply = ask_daemon("power")
+    if reply is None:
         return None
-    with client:
-        try:
-            reply = client.request({"op": "power"})
-        except DaemonError as e:
-            if "unknown op" in str(e):
-                return None
-            raise CliError(str(e), e.status) from None
     if not reply.get("watching") or reply.get("power") is None:
         why = reply.get("why_not") or "it has not seen the power state yet"
         raise CliError(f"the daemon does not know the power state: {why}")
