@@ -126,6 +126,10 @@ class _Plan:
     #: Only plain callables, and not a Logon / Logoff (no session bookkeeping): fire() just
     #: calls them.
     simple: bool = False
+    #: Anything beyond the plain callables to look at (slow ones or an index).
+    checked: bool = False
+    #: An async subscriber among them (else fire() drives the dispatch without a loop).
+    any_async: bool = False
 
 
 _INDEXED = (("user_name", "by_user"), ("session_id", "by_session"), ("host", "by_host"))
@@ -246,8 +250,11 @@ class EventSystem:
                     slow.append(sub)
         plan.fast = tuple(fast)
         plan.slow = tuple(slow)
-        plan.simple = not (slow or plan.by_user or plan.by_session or plan.by_host) and (
-            method not in (Method.Logon, Method.Logoff))
+        plan.checked = bool(slow or plan.by_user or plan.by_session or plan.by_host)
+        plan.simple = not plan.checked and method not in (Method.Logon, Method.Logoff)
+        plan.any_async = any(sub.is_async for sub in slow) or any(
+            sub.is_async for index in (plan.by_user, plan.by_session, plan.by_host)
+            for subs in index.values() for sub in subs)
         self._plans[method] = plan
         return plan
 
@@ -309,7 +316,7 @@ class EventSystem:
             return _call_simple(plan.fast, event)  # the hot path: plain callables only
         admitted = self._admitted(event, plan)
         dispatch = self._dispatch(event, plan, admitted)
-        if not any(sub.is_async for sub in admitted):
+        if not plan.any_async or not any(sub.is_async for sub in admitted):
             # Nothing in the dispatch awaits: drive it to its end right here.
             try:
                 dispatch.send(None)
@@ -342,7 +349,7 @@ class EventSystem:
         Logon counts for per-user presence before it is delivered (the owner's own Logon
         reaches them)."""
         self._track_before(event)
-        if not (plan.slow or plan.by_user or plan.by_session or plan.by_host):
+        if not plan.checked:
             return []
         return [sub for sub in self._candidates(event, plan) if self._admits(sub, event)]
 
