@@ -207,3 +207,49 @@ def test_the_daemon_applies_retention_by_itself(tmp_path: Path) -> None:
     assert status == 0
     with Journal() as j:
         assert [e.session_id for e in j.query()] == [str(i) for i in range(100, 110)]
+
+
+def test_a_simulated_year_stays_bounded_and_loses_nothing_undelivered(tmp_path: Path) -> None:
+    # 365 days of a host, 150 events a day and one day's logon storm of 20,000; retention
+    # (14 days, 4 MiB) run once a day as the daemon does; a forwarder that keeps up, and a
+    # subscription that stops for three weeks in the spring: its events wait for it however
+    # old, and go once it has had them.
+    start = NOW - timedelta(days=365)
+    per_day, max_size = 150, 4 << 20
+    with Journal(tmp_path / "j.db") as j:
+        audit = subscribe(j, "audit")
+        seqs: list[int] = []
+        days: dict[int, int] = {}  # seq -> the day it was appended
+        lost = forced = kept_old = storm_deleted = peak = 0
+        for day in range(365):
+            t0 = start + timedelta(days=day)
+            n = 20_000 if day == 200 else per_day
+            events = [SensEvent("Logon", user_name=f"u{i % 7}", session_id=f"{day}.{i}",
+                                host="h", source="test", time=t0 + timedelta(seconds=i * 4),
+                                raw={"pad": "x" * 100}) for i in range(n)]
+            got = [r.event.seq or 0 for r in j.append_many(events)]
+            seqs += got
+            days.update(dict.fromkeys(got, day))
+            j.set_cursor("forward:nats://n:4222", seqs[-1])
+            if not 100 <= day < 121:
+                j.set_cursor(audit, seqs[-1])  # caught up (after its pause, at once)
+            result = Retention(j, max_age=timedelta(days=14), max_size=max_size, batch=500,
+                               pause=0, clock=lambda t0=t0: t0 + timedelta(days=1)).run()
+            lost += sum(result.lost.values())
+            forced += result.forced
+            kept_old += result.kept_old
+            peak = max(peak, result.size_after)
+            if day == 200:
+                storm_deleted = result.deleted
+            kept = [e.seq for e in j.query()]
+            assert kept == seqs[-len(kept):]  # the newest, contiguous
+            # Older than max_age only while the paused subscription has not had them.
+            if not 100 <= day < 121:
+                assert day - days[kept[0]] <= 14, day
+            else:
+                assert kept[0] <= j.cursors()[audit][0] + 1, day
+        assert kept_old > 0  # the pause did hold old events back
+        assert storm_deleted > 14 * per_day  # the storm day: the size cap took more than age
+        assert lost == forced == 0  # nothing a reader had not had was ever deleted
+        assert peak <= max_size + 64 * 4096  # bounded (the pages SQLite keeps free)
+        assert j.cursors()[audit][0] == seqs[-1]
