@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -110,6 +111,17 @@ class SingleServer(NatsCluster):
     def _command(self, node: ClusterNode) -> list[str]:
         return [self.exe, "-js", "-sd", str(node.store_dir), "-n", node.name,
                 "-a", "127.0.0.1", "-p", str(node.port), "-m", str(node.monitor_port)]
+
+    def wait_ready(self, limit: float = 30.0) -> None:
+        """Until JetStream answers (a lone server has no meta group to ask about)."""
+        deadline = time.monotonic() + limit
+        while True:
+            with contextlib.suppress(NatsRequestError):
+                if "error" not in self.js_info(0):
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError("JetStream did not answer")
+            time.sleep(0.1)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -206,8 +218,13 @@ async def bare_publish(urls: list[str], payloads: list[tuple[str, bytes, str]], 
     await js.publish_async_completed()
     elapsed = time.perf_counter() - t
     cpu1 = (time.process_time(), servers_cpu(cluster))
-    await nc.close()
     n = len(payloads)
+    # Every event is in the R3 stream (acked is stored: the figure is not an empty loop's).
+    info = await js.stream_info("PEER")
+    await nc.close()
+    if info.state.messages != n or info.config.num_replicas != replicas:
+        raise RuntimeError(f"PEER holds {info.state.messages} of {n} events, R"
+                           f"{info.config.num_replicas}")
     run.bare_pub = n / elapsed
     run.cpu["bare publisher"] = (cpu1[0] - cpu0[0]) / n * 1e6
     run.cpu["bare publish servers"] = (cpu1[1] - cpu0[1]) / n * 1e6
@@ -325,6 +342,8 @@ class Kill:
     stall: bool = False
     #: a ``connected`` kill whose node led the stream too (so a leader kill as well)
     also_leader: bool = False
+    #: acks flowed before the kill (False: a stall before it was still on)
+    flowing: bool = True
     log_lines: list[str] = field(default_factory=list)
 
 
@@ -397,7 +416,7 @@ async def kill_and_watch(cluster: NatsCluster, stream: str, kind: str, who: str,
     """One kill of ``kind`` (``connected``: the client's node; ``leader``: the stream's leader
     once every replica is current), watched until the acks flow again, then the node brought
     back and caught up."""
-    await await_acks(count, 400, 60)  # flowing before the kill
+    flowing = await await_acks(count, 400, 60)  # flowing before the kill
     if kind == "connected":
         node = node_of_client()
         also = await asyncio.to_thread(cluster.stream_leader, stream) == node
@@ -410,7 +429,8 @@ async def kill_and_watch(cluster: NatsCluster, stream: str, kind: str, who: str,
     await await_acks(count, 800, RESUME_LIMIT)
     end = time.monotonic()
     gap, gap_at, resume = analyse(times, t_kill, end)
-    k = Kill(who, kind, node, gap, gap_at, resume, gap > STALL, also_leader=also)
+    k = Kill(who, kind, node, gap, gap_at, resume, gap > STALL, also_leader=also,
+             flowing=flowing)
     if k.stall:
         if debug is not None:
             k.log_lines = debug.between(t_kill - 1, end)
@@ -423,16 +443,26 @@ async def kill_and_watch(cluster: NatsCluster, stream: str, kind: str, who: str,
 
 
 def server_side(cluster: NatsCluster, stream: str) -> list[str]:
-    """What the servers say of ``stream`` during a stall: its cluster info, and the lines of
-    each running node's log that name it."""
+    """What the servers say of ``stream`` during a stall: its cluster info, what a fresh
+    client's publish to it gets on each running node (is it the servers or the client?), and
+    the lines of each node's log that name it or warn (a killed route's redials left out)."""
     try:
         info = cluster.stream_info(stream)
         out = [f"stream {stream}: cluster {info.get('cluster')}, state {info.get('state')}"]
     except NatsRequestError as e:
         out = [f"stream {stream}: {e}"]
+    prefix = "sens" if stream == "SENS" else "peer"
+    for node in cluster.nodes:
+        if node.running:
+            try:
+                answer = str(js_request(node.port, f"{prefix}.probe.Stall", b"{}", 3.0))
+            except NatsRequestError as e:
+                answer = str(e)
+            out.append(f"a fresh publish via {node.name}: {answer}")
     for node in cluster.nodes:
         lines = [line for line in node.log.read_text(errors="replace").splitlines()
-                 if stream in line or "[ERR]" in line or "[WRN]" in line]
+                 if (stream in line or "[ERR]" in line or "[WRN]" in line)
+                 and "connect to route" not in line]
         out += [f"{node.name}: {line}" for line in lines[-12:]]
     return out
 
@@ -455,7 +485,8 @@ def say(k: Kill) -> None:
     what = "connected+leader" if k.also_leader else k.kind
     print(f"  {k.who:<6} {what:<16} kill of node {k.node}: longest ack gap {k.gap:.2f} s "
           f"(from {k.gap_at:+.2f} s), acks resumed {resume} after the kill"
-          + (" STALL" if k.stall else ""), flush=True)
+          + (" STALL" if k.stall else "") + ("" if k.flowing else
+                                             " (acks were not flowing before it)"), flush=True)
 
 
 def node_index(cluster: NatsCluster, nc: Any) -> int:
@@ -528,6 +559,7 @@ async def failover_bare(cluster: NatsCluster, hosts: int, kills: int) -> list[Ki
     times: list[float] = []
     acked = 0
     publishing = True
+    errors: Counter[str] = Counter()  # what the retries met (told with a STALL)
 
     async def publish() -> None:
         nonlocal acked
@@ -542,7 +574,8 @@ async def failover_bare(cluster: NatsCluster, hosts: int, kills: int) -> list[Ki
                         await js.publish("peer." + subject, data, timeout=1.0,
                                          headers={"Nats-Msg-Id": msg_id})
                         break
-                    except (nats.errors.Error, TimeoutError, OSError):
+                    except (nats.errors.Error, TimeoutError, OSError) as e:
+                        errors[type(e).__name__] += 1
                         await asyncio.sleep(0.25)
                 times.append(time.monotonic())
                 acked += 1
@@ -557,7 +590,8 @@ async def failover_bare(cluster: NatsCluster, hosts: int, kills: int) -> list[Ki
             for _ in range(kills):
                 out.append(await kill_and_watch(
                     cluster, "PEER", kind, "bare", lambda: node_index(cluster, nc), times,
-                    lambda: acked, None, lambda: client_state(nc, publisher)))
+                    lambda: acked, None,
+                    lambda: client_state(nc, publisher) + f"; retries met {dict(errors)}"))
                 say(out[-1])
     finally:
         publishing = False
@@ -656,7 +690,8 @@ def report_failover(kills: list[Kill]) -> None:
         if k is None:
             return "-"
         return (f"{k.gap:.2f} (at {k.gap_at:+.2f})" + (" STALL" if k.stall else "")
-                + (" [node led the stream]" if k.also_leader else ""))
+                + (" [node led the stream]" if k.also_leader else "")
+                + ("" if k.flowing else " [no acks before the kill]"))
 
     for kind in ("connected", "leader"):
         mine = [k for k in kills if k.who == "pysens" and k.kind == kind]
@@ -668,7 +703,8 @@ def report_failover(kills: list[Kill]) -> None:
     for k in kills:
         if k.stall:
             print(f"\nSTALL: {k.who} {k.kind} kill of node {k.node}: {k.gap:.1f} s without "
-                  "acks; the forwarder's log of that spell:")
+                  "acks; " + ("the forwarder's log of that spell, then " if k.who == "pysens"
+                              else "") + "the client's state and the servers':")
             print("\n".join(k.log_lines) or "(no lines)")
 
 
