@@ -24,6 +24,9 @@ every 0.25 s on a timeout or no responders; nats-py's reconnect defaults otherwi
 15 s is flagged as a STALL, with the forwarder's DEBUG log lines of that spell (logger
 ``pysens.forward``; ``--debug-log FILE`` writes them all).
 
+Every run and part has streams of its own names and subjects (``SENSRUN0`` on ``sensrun0.>``
+…), deleted afterwards and never made again: see FAILOVER_NAMES for why.
+
     python bench/bench_fleet.py [--events 60000] [--hosts 1000] [--runs 5] [--failover 3]
         [--servers 3|1] [--store sqlite|postgresql] [--debug-log FILE]
 
@@ -65,6 +68,7 @@ from pysens.events import SensEvent  # noqa: E402
 from pysens.fleet.connection import connected_server  # noqa: E402
 from pysens.fleet.forwarder import Forwarder  # noqa: E402
 from pysens.fleet.store import open_store  # noqa: E402
+from pysens.fleet.stream import StreamSettings, ensure_stream  # noqa: E402
 from pysens.journal import Journal  # noqa: E402
 
 METHODS = ("Logon", "PostShell", "SessionDisconnect", "SessionReconnect", "Logoff")
@@ -73,6 +77,12 @@ T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 STALL = 15.0
 #: The failover feed: this many events every FEED_EVERY seconds (~400/s, as the kill9 test).
 FEED_N, FEED_EVERY = 20, 0.05
+#: The failover part's streams (pysens, bare; subjects ``<name in lower case>.>``). Every
+#: stream of a bench run has a name of its own: nats-server 2.9.10, given a stream deleted
+#: and made again under the same name, restores the old one on a restarted node ("detected
+#: duplicate assignment"), after which the stream's leader answers every publish 503 (no
+#: responders) for minutes: a stall of the server's, not of the client's.
+FAILOVER_NAMES = ("SENSFAILOVER", "PEERFAILOVER")
 #: How long to wait for acks to resume after a kill before giving up on that kill.
 RESUME_LIMIT = 180.0
 
@@ -203,40 +213,45 @@ class Run:
 
 
 async def bare_publish(urls: list[str], payloads: list[tuple[str, bytes, str]], replicas: int,
-                       cluster: NatsCluster, run: Run) -> None:
-    """Bare nats-py ``publish_async`` into an R3 stream of its own (PEER), every ack awaited."""
+                       cluster: NatsCluster, name: str, run: Run) -> None:
+    """Bare nats-py ``publish_async`` into an R3 stream of its own (``name``, subjects
+    ``<name in lower case>.>``), every ack awaited."""
     import nats
     from nats.js.api import StreamConfig
 
     nc = await nats.connect(urls)
     js = nc.jetstream()
-    await js.add_stream(StreamConfig(name="PEER", subjects=["peer.>"], num_replicas=replicas))
+    prefix = name.lower()
+    await js.add_stream(StreamConfig(name=name, subjects=[f"{prefix}.>"],
+                                     num_replicas=replicas))
     cpu0 = (time.process_time(), servers_cpu(cluster))
     t = time.perf_counter()
     for subject, data, msg_id in payloads:
-        await js.publish_async("peer." + subject, data, headers={"Nats-Msg-Id": msg_id})
+        await js.publish_async(f"{prefix}.{subject}", data, headers={"Nats-Msg-Id": msg_id})
     await js.publish_async_completed()
     elapsed = time.perf_counter() - t
     cpu1 = (time.process_time(), servers_cpu(cluster))
     n = len(payloads)
     # Every event is in the R3 stream (acked is stored: the figure is not an empty loop's).
-    info = await js.stream_info("PEER")
+    info = await js.stream_info(name)
     await nc.close()
     if info.state.messages != n or info.config.num_replicas != replicas:
-        raise RuntimeError(f"PEER holds {info.state.messages} of {n} events, R"
+        raise RuntimeError(f"{name} holds {info.state.messages} of {n} events, R"
                            f"{info.config.num_replicas}")
     run.bare_pub = n / elapsed
     run.cpu["bare publisher"] = (cpu1[0] - cpu0[0]) / n * 1e6
     run.cpu["bare publish servers"] = (cpu1[1] - cpu0[1]) / n * 1e6
 
 
-async def bare_consume(urls: list[str], n: int, cluster: NatsCluster, run: Run) -> None:
-    """Bare nats-py durable pull consumer over PEER: ``fetch(1000)`` + ``ack()`` each."""
+async def bare_consume(urls: list[str], n: int, cluster: NatsCluster, name: str,
+                       run: Run) -> None:
+    """Bare nats-py durable pull consumer over stream ``name``: ``fetch(1000)`` + ``ack()``
+    each."""
     import nats
 
     nc = await nats.connect(urls)
     js = nc.jetstream()
-    psub = await js.pull_subscribe("peer.>", durable="peer", stream="PEER")
+    psub = await js.pull_subscribe(f"{name.lower()}.>", durable="peer", stream=name)
     cpu0 = (time.process_time(), servers_cpu(cluster))
     t = time.perf_counter()
     got = 0
@@ -254,14 +269,16 @@ async def bare_consume(urls: list[str], n: int, cluster: NatsCluster, run: Run) 
     run.cpu["bare consume servers"] = (cpu1[1] - cpu0[1]) / n * 1e6
 
 
-def spawn_collector(seed: str, store_url: str, replicas: int, log: Path) -> (
+def spawn_collector(seed: str, store_url: str, stream: str, log: Path) -> (
         subprocess.Popen[bytes]):
-    """``sens collect SEED --store URL`` as a child process (its output to ``log``)."""
+    """``sens collect SEED --store URL --stream NAME`` as a child process (its output to
+    ``log``); the stream exists already, its subjects are ``<name in lower case>.>``."""
     env = dict(os.environ, PYTHONPATH=str(SRC), SENS_JOURNAL=str(log.with_suffix(".db")))
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pysens.cli", "collect", seed, "--store", store_url,
-             "--replicas", str(replicas)], env=env, stdout=out, stderr=subprocess.STDOUT)
+             "--stream", stream, "--subject", f"{stream.lower()}.>"],
+            env=env, stdout=out, stderr=subprocess.STDOUT)
     _children.append(proc)
     return proc
 
@@ -279,7 +296,7 @@ def stop_child(proc: subprocess.Popen[bytes]) -> None:
         _children.remove(proc)
 
 
-def wait_consumer(cluster: NatsCluster, limit: float = 60.0) -> None:
+def wait_consumer(cluster: NatsCluster, stream: str, limit: float = 60.0) -> None:
     """Until the collector's durable consumer exists (so the clock starts with it ready, not
     with a Python interpreter starting up)."""
     deadline = time.monotonic() + limit
@@ -288,7 +305,7 @@ def wait_consumer(cluster: NatsCluster, limit: float = 60.0) -> None:
             if not node.running:
                 continue
             with contextlib.suppress(NatsRequestError):
-                info = js_request(node.port, "$JS.API.CONSUMER.INFO.SENS.sens-collector")
+                info = js_request(node.port, f"$JS.API.CONSUMER.INFO.{stream}.sens-collector")
                 if "error" not in info:
                     return
         time.sleep(0.1)
@@ -296,13 +313,24 @@ def wait_consumer(cluster: NatsCluster, limit: float = 60.0) -> None:
 
 
 async def pysens_pipeline(cluster: NatsCluster, journal: Journal, store_url: str, n: int,
-                          replicas: int, cursor: str, log: Path, run: Run) -> None:
+                          replicas: int, stream: str, log: Path, run: Run) -> None:
     """Forwarder here, ``sens collect`` as a child; events/s until the last one is stored."""
-    store = open_store(store_url)
-    collector = spawn_collector(cluster.seed, store_url, replicas, log)
+    import nats
+
+    # The stream as the forwarder would make it, made first: the collector (started first, to
+    # have its consumer ready) would make it with the default subjects, not this run's.
+    settings = StreamSettings(stream, stream.lower(), replicas=replicas)
+    nc = await nats.connect(cluster.urls)
     try:
-        await asyncio.to_thread(wait_consumer, cluster)
-        fwd = Forwarder(journal, cluster.seed, replicas=replicas, cursor=cursor)
+        await ensure_stream(nc.jetstream(), settings)
+    finally:
+        await nc.close()
+    store = open_store(store_url)
+    collector = spawn_collector(cluster.seed, store_url, stream, log)
+    try:
+        await asyncio.to_thread(wait_consumer, cluster, stream)
+        fwd = Forwarder(journal, cluster.seed, replicas=replicas, stream=stream,
+                        prefix=stream.lower(), cursor=f"bench:{stream}")
         cpu0 = (time.process_time(), cpu_seconds(collector.pid), servers_cpu(cluster))
         t = time.perf_counter()
         task = asyncio.create_task(fwd.run())
@@ -427,6 +455,8 @@ async def kill_and_watch(cluster: NatsCluster, stream: str, kind: str, who: str,
     await asyncio.to_thread(cluster.kill, node)
     # Resumed: 2 s worth of acks after the kill (in-flight acks alone do not make that).
     await await_acks(count, 800, RESUME_LIMIT)
+    # The ack watcher samples every 5 ms: let it note the acks this wait has seen.
+    await asyncio.sleep(0.05)
     end = time.monotonic()
     gap, gap_at, resume = analyse(times, t_kill, end)
     k = Kill(who, kind, node, gap, gap_at, resume, gap > STALL, also_leader=also,
@@ -451,7 +481,7 @@ def server_side(cluster: NatsCluster, stream: str) -> list[str]:
         out = [f"stream {stream}: cluster {info.get('cluster')}, state {info.get('state')}"]
     except NatsRequestError as e:
         out = [f"stream {stream}: {e}"]
-    prefix = "sens" if stream == "SENS" else "peer"
+    prefix = stream.lower()
     for node in cluster.nodes:
         if node.running:
             try:
@@ -498,7 +528,9 @@ def node_index(cluster: NatsCluster, nc: Any) -> int:
 async def failover_pysens(cluster: NatsCluster, journal: Journal, hosts: int, kills: int,
                           debug: DebugLog) -> list[Kill]:
     """The kills while pysens forwards a steady ~400 events/s."""
-    fwd = Forwarder(journal, cluster.seed, replicas=3, poll_interval=0.02, cursor="failover")
+    name = FAILOVER_NAMES[0]
+    fwd = Forwarder(journal, cluster.seed, replicas=3, poll_interval=0.02, stream=name,
+                    prefix=name.lower(), cursor="failover")
     times: list[float] = []
     sent = 0
     feeding = True
@@ -530,7 +562,7 @@ async def failover_pysens(cluster: NatsCluster, journal: Journal, hosts: int, ki
         for kind in ("connected", "leader"):
             for _ in range(kills):
                 out.append(await kill_and_watch(
-                    cluster, "SENS", kind, "pysens", lambda: node_index(cluster, fwd._nc),
+                    cluster, name, kind, "pysens", lambda: node_index(cluster, fwd._nc),
                     times, lambda: fwd.stats.acked, debug,
                     lambda: client_state(fwd._nc) + f" stats={fwd.stats}"))
                 say(out[-1])
@@ -555,7 +587,9 @@ async def failover_bare(cluster: NatsCluster, hosts: int, kills: int) -> list[Ki
 
     nc = await nats.connect(cluster.urls, max_reconnect_attempts=-1, error_cb=quiet)
     js = nc.jetstream()
-    await js.add_stream(StreamConfig(name="PEER", subjects=["peer.>"], num_replicas=3))
+    name = FAILOVER_NAMES[1]
+    await js.add_stream(StreamConfig(name=name, subjects=[f"{name.lower()}.>"],
+                                     num_replicas=3))
     times: list[float] = []
     acked = 0
     publishing = True
@@ -571,7 +605,7 @@ async def failover_bare(cluster: NatsCluster, hosts: int, kills: int) -> list[Ki
                                                                   source="bare")):
                 while publishing:
                     try:
-                        await js.publish("peer." + subject, data, timeout=1.0,
+                        await js.publish(f"{name.lower()}.{subject}", data, timeout=1.0,
                                          headers={"Nats-Msg-Id": msg_id})
                         break
                     except (nats.errors.Error, TimeoutError, OSError) as e:
@@ -589,7 +623,7 @@ async def failover_bare(cluster: NatsCluster, hosts: int, kills: int) -> list[Ki
         for kind in ("connected", "leader"):
             for _ in range(kills):
                 out.append(await kill_and_watch(
-                    cluster, "PEER", kind, "bare", lambda: node_index(cluster, nc), times,
+                    cluster, name, kind, "bare", lambda: node_index(cluster, nc), times,
                     lambda: acked, None,
                     lambda: client_state(nc, publisher) + f"; retries met {dict(errors)}"))
                 say(out[-1])
@@ -633,17 +667,18 @@ def throughput(args: argparse.Namespace, cluster: NatsCluster, tmp: Path,
     try:
         for r in range(args.runs):
             run = Run(load=os.getloadavg()[0])
-            asyncio.run(bare_publish(cluster.urls, payloads, replicas, cluster, run))
-            asyncio.run(bare_consume(cluster.urls, len(payloads), cluster, run))
+            # Names never used twice in the cluster's life (see FAILOVER_NAMES).
+            sens, peer = f"SENSRUN{r}", f"PEERRUN{r}"
+            asyncio.run(bare_publish(cluster.urls, payloads, replicas, cluster, peer, run))
+            asyncio.run(bare_consume(cluster.urls, len(payloads), cluster, peer, run))
             with contextlib.ExitStack() as stack:
                 if args.store == "postgresql":
                     store_url = stack.enter_context(pg_schema(args.pg))
                 else:
                     store_url = f"sqlite:///{tmp / f'fleet{r}.db'}"
                 asyncio.run(pysens_pipeline(cluster, journal, store_url, args.events,
-                                            replicas, f"bench:{r}", tmp / f"collect{r}.log",
-                                            run))
-            asyncio.run(delete_streams(cluster.urls, "SENS", "PEER"))
+                                            replicas, sens, tmp / f"collect{r}.log", run))
+            asyncio.run(delete_streams(cluster.urls, sens, peer))
             runs.append(run)
             c = run.cpu
             print(f"  run {r + 1}: load {run.load:.2f}, pysens {run.pysens:,.0f} ev/s, bare "
@@ -764,7 +799,7 @@ def main() -> None:
             finally:
                 journal.close()
                 forward_log.removeHandler(debug)
-            asyncio.run(delete_streams(cluster.urls, "SENS"))
+            asyncio.run(delete_streams(cluster.urls, FAILOVER_NAMES[0]))
             kills += asyncio.run(failover_bare(cluster, args.hosts, args.failover))
             report_failover(kills)
     finally:
