@@ -453,8 +453,23 @@ async def kill_and_watch(cluster: NatsCluster, stream: str, kind: str, who: str,
         node = await asyncio.to_thread(cluster.wait_stream_current, stream, 120)
     t_kill = time.monotonic()
     await asyncio.to_thread(cluster.kill, node)
+
+    async def while_stalled() -> list[str]:
+        # Asked during the stall, not after it: is it the servers (a fresh client's publish
+        # fails too) or the client?
+        while True:
+            await asyncio.sleep(0.5)
+            last = max(times[-1] if times else t_kill, t_kill)
+            if time.monotonic() - last > STALL:
+                return [f"during the stall ({time.monotonic() - t_kill:.0f} s after the "
+                        f"kill): client: {state()}",
+                        *await asyncio.to_thread(server_side, cluster, stream)]
+
+    probe = asyncio.create_task(while_stalled())
     # Resumed: 2 s worth of acks after the kill (in-flight acks alone do not make that).
     await await_acks(count, 800, RESUME_LIMIT)
+    during = await probe if probe.done() else []
+    probe.cancel()
     # The ack watcher samples every 5 ms: let it note the acks this wait has seen.
     await asyncio.sleep(0.05)
     end = time.monotonic()
@@ -464,8 +479,8 @@ async def kill_and_watch(cluster: NatsCluster, stream: str, kind: str, who: str,
     if k.stall:
         if debug is not None:
             k.log_lines = debug.between(t_kill - 1, end)
-        k.log_lines += [f"client: {state()}"]
-        k.log_lines += await asyncio.to_thread(server_side, cluster, stream)
+        k.log_lines += during
+        k.log_lines += [f"after it: client: {state()}"]
     await asyncio.to_thread(cluster.restart, node)
     await asyncio.to_thread(cluster.wait_ready, 60)
     await asyncio.to_thread(cluster.wait_stream_current, stream, 120)
