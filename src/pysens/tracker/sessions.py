@@ -52,6 +52,7 @@ _DUPLICATE_WINDOW = timedelta(seconds=5)
 _CLOSED_MEMORY = 10_000
 
 Key = tuple[str, str]
+_trusted = SensEvent.trusted_fields
 _SESSION_METHODS = frozenset({
     M.Logon, M.Logoff, M.SessionDisconnect, M.SessionReconnect, M.PostShell, M.DisplayLock,
     M.DisplayUnlock, M.StartScreenSaver, M.StopScreenSaver,
@@ -432,13 +433,11 @@ class Tracker:
         if sid is not None and type(sid) is not str:
             sid = str(sid)
         # Everything here is already valid, so the checking constructor is not needed: the
-        # tracker builds every event of a bulk import.
-        return SensEvent.trusted(
-            method, time, self._clock(), s.host, source, user_name=i.user_name,
-            session_id=sid, domain=i.domain, session_name=i.session_name,
-            session_type=i.session_type, tty=i.tty, seat=i.seat, remote=i.remote,
-            client_name=i.client_name, client_address=i.client_address, logon_id=i.logon_id,
-            reason=reason, synthesized=synthesized, raw=raw,
+        # tracker builds every event of a bulk import (hence the values by position too).
+        return _trusted(
+            method, time, self._clock(), s.host, source, i.user_name, sid, i.domain,
+            i.session_name, i.session_type, i.tty, i.seat, i.remote, i.client_name,
+            i.client_address, i.logon_id, reason, synthesized, raw,
         )
 
     def _plain(self, i: SessionInfo, method: Method, obs: SessionRecord) -> SensEvent:
