@@ -316,9 +316,17 @@ class Tracker:
         if s is None:
             self._closed.pop(key, None)  # gone for good: the id may be reused (Windows, utmp)
             return []
-        out = self._logoff(key, s, obs.time, obs.source, obs.reason, obs.synthesized)
-        self._closed.pop(key, None)
-        return out
+        del self._open[key]
+        # What _logoff's _close and then popping the key leave in the memory of closed keys
+        # (gone for good, as above), without the OrderedDict's moves: the key is not there, and
+        # adding it would have pushed the oldest out when the memory was full.
+        closed = self._closed
+        if key in closed:
+            del closed[key]
+        elif len(closed) >= _CLOSED_MEMORY:
+            closed.popitem(last=False)
+        return [self._event(s, M.Logoff, obs.time, obs.source, reason=obs.reason,
+                            synthesized=obs.synthesized)]
 
     def _logoff(
         self, key: Key, s: OpenSession, time: datetime, source: str,
