@@ -171,7 +171,9 @@ class RowCodec:
         self.new_names: list[tuple[int, str]] = []
         self.new_shapes: list[tuple[int, str]] = []
         self._methods: dict[int, Method] = {}
-        self._shape_texts: dict[tuple[tuple[str, ...], tuple[int, ...]], str] = {}
+        # (raw keys, the field each repeats) -> the shape's text, the getter of those fields
+        self._shape_texts: dict[tuple[tuple[Any, ...], tuple[int, ...]],
+                                tuple[str, Callable[[SensEvent], Any] | None]] = {}
         self._next_name = 1
         self._next_shape = 1
 
@@ -307,13 +309,13 @@ class RowCodec:
     def _encode_raw(self, e: SensEvent, raw: Mapping[str, Any]
                     ) -> tuple[int | None, str | None, _Same]:
         """``raw`` as (shape code, stored values, the columns it repeats)."""
-        if len(raw) > _SHAPE_KEYS_MAX or not all(type(k) is str for k in raw):
+        if len(raw) > _SHAPE_KEYS_MAX:
             return None, _COMPACT(dict(raw)), _NOTHING_SAME
         # text -> the first field holding it (a None key is never looked up: only text is)
         columns: dict[str | None, int] = dict(zip(_STRINGS_REVERSED(e), _INDEXES_REVERSED,
                                                   strict=True))
         values: list[Any] = []
-        same: list[tuple[int, str]] = []
+        same: list[str] = []  # the values that repeat a field, in order
         where: list[int] = []  # per key, the field it repeats (-1: none)
         for v in raw.values():
             at = columns.get(v) if type(v) is str else None
@@ -321,20 +323,30 @@ class RowCodec:
                 values.append(v)
                 where.append(-1)
             else:
-                same.append((at, v))
+                same.append(v)
                 where.append(at)
-        # The same keys repeating the same fields: the same shape (its text made once).
+        # The same keys repeating the same fields: the same shape (its text and the getter of
+        # the fields it names made once; only keys that are all text get there).
         shape_key = (tuple(raw), tuple(where))
-        text = self._shape_texts.get(shape_key)
-        if text is None:
+        known = self._shape_texts.get(shape_key)
+        if known is None:
+            if not all(type(k) is str for k in raw):
+                return None, _COMPACT(dict(raw)), _NOTHING_SAME
             if len(self._shape_texts) >= _SHAPES_MAX:
                 self._shape_texts.clear()
-            text = self._shape_texts[shape_key] = _COMPACT(
-                [k if at < 0 else [k, _ELIDABLE[at]] for k, at in zip(raw, where, strict=True)])
+            fields = [_ELIDABLE[at] for at in where if at >= 0]
+            known = self._shape_texts[shape_key] = (_COMPACT(
+                [k if at < 0 else [k, _ELIDABLE[at]] for k, at in zip(raw, where, strict=True)]),
+                attrgetter(*fields) if fields else None)
+        text, getter = known
         code = self._shape(text)
         if code is None:
             return None, _COMPACT(dict(raw)), _NOTHING_SAME
-        return code, _compact_list(values) if values else None, _same(same)
+        values_text = _compact_list(values) if values else None
+        if getter is None:
+            return code, values_text, _NOTHING_SAME
+        # attrgetter of one name gives the value itself, of several a tuple
+        return code, values_text, (getter, same[0] if len(same) == 1 else tuple(same))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -445,15 +457,6 @@ class RowCodec:
 #: getter of those columns (None: no column) and what it gave.
 _Same = tuple[Callable[[SensEvent], Any] | None, Any]
 _NOTHING_SAME: _Same = (None, None)
-
-
-def _same(same: list[tuple[int, str]]) -> _Same:
-    """The :data:`_Same` of ``(column index, value)`` pairs."""
-    if not same:
-        return _NOTHING_SAME
-    get = attrgetter(*(_ELIDABLE[i] for i, _ in same))
-    # attrgetter of one name gives the value itself, of several a tuple
-    return get, same[0][1] if len(same) == 1 else tuple(v for _, v in same)
 
 
 def _still_equal(e: SensEvent, same: _Same) -> bool:
