@@ -98,6 +98,7 @@ class Importer:
         self._every = max(1, progress_every)
         self._batch = batch
         self._trackers: dict[str, Tracker] = {}
+        self._own: Tracker | None = None  # tracker(None), once asked for
         self._pending: list[SensEvent] = []
         self._now: datetime | None = None
 
@@ -213,6 +214,11 @@ class Importer:
     def _feed(self, item: Item) -> None:
         if isinstance(item, SensEvent):
             events = self.tracker(item.host).feed(SessionRecord.of_event(item))
+        elif item.host is None:  # most records name no host: the import's own tracker
+            own = self._own
+            if own is None:
+                own = self._own = self.tracker(None)
+            events = own.feed(item)
         else:
             events = self.tracker(item.host).feed(item)
         if events:

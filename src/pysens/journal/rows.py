@@ -24,9 +24,10 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
-from ..events import METHOD_CLASSES, EventError, Method, SensEvent
+from ..events import METHOD_CLASSES, EventError, Method, SensEvent, recent_id_key
 
 __all__ = [
     "COLUMNS",
@@ -73,6 +74,9 @@ _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 
 def id_key(event_id: str) -> bytes | str:
     """How ``event_id`` is stored: a canonical ULID as its 16 bytes, anything else as it is."""
+    known = recent_id_key(event_id)
+    if known is not None:  # an id this process made: its bits were kept
+        return known
     if _ULID(event_id):
         return int(event_id.translate(_TO_BASE32), 32).to_bytes(16, "big")
     return event_id
@@ -108,7 +112,10 @@ _ELIDABLE_INDEX = {name: i for i, name in enumerate(_ELIDABLE)}
 #: The positions in that order of the fields stored as codes of `names` (the rest: as text).
 CODED_STRINGS = frozenset(_ELIDABLE_INDEX[n] for n in (
     "user_name", "host", "domain", "session_type", "seat", "reason", "connection", "source"))
-_GET_STRINGS = [getattr(SensEvent, name).__get__ for name in _ELIDABLE]
+# All of them at once (in C), and their positions last to first: dict(zip()) of the two keeps
+# the first field holding a value, as the order above says.
+_STRINGS_REVERSED = attrgetter(*reversed(_ELIDABLE))
+_INDEXES_REVERSED = tuple(range(len(_ELIDABLE) - 1, -1, -1))
 # Compact JSON for raw values (the stored form); what the event's JSON shows is unchanged.
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 # A shape with more keys than this, or once this many shapes exist, is not worth a code: the
@@ -164,7 +171,9 @@ class RowCodec:
         self.new_names: list[tuple[int, str]] = []
         self.new_shapes: list[tuple[int, str]] = []
         self._methods: dict[int, Method] = {}
-        self._shape_texts: dict[tuple[tuple[str, ...], tuple[int, ...]], str] = {}
+        # (raw keys, the field each repeats) -> the shape's text, the getter of those fields
+        self._shape_texts: dict[tuple[tuple[Any, ...], tuple[int, ...]],
+                                tuple[str, Callable[[SensEvent], Any] | None]] = {}
         self._next_name = 1
         self._next_shape = 1
 
@@ -241,8 +250,7 @@ class RowCodec:
         add = rows.append
         # A raw shared by several events (a Logon, its PostShell and its Logoff) is encoded
         # once: (the mapping, its shape code, its stored values, the columns it repeats).
-        raws: dict[int, tuple[Mapping[str, Any], int | None, str | None,
-                              tuple[tuple[int, str], ...]]] = {}
+        raws: dict[int, tuple[Mapping[str, Any], int | None, str | None, _Same]] = {}
         base = FLAG_HISTORY if history else 0
         seq = first_seq
         for e, key in zip(events, keys, strict=True):
@@ -275,9 +283,14 @@ class RowCodec:
             ct, bp = e.connection_type, e.battery_percent
             if (ct is not None and type(ct) is not int) or (bp is not None and type(bp) is not int):
                 raise TypeError("connection_type and battery_percent must be integers")
+            # No qoc (every session event): its three columns without unpacking a tuple.
+            qf = qi = qo = None
+            if qoc is not None:
+                qf, qi, qo = int(qoc["flags"]), int(qoc["in_speed"]), int(qoc["out_speed"])
+            method = str(e.method)
             add((
                 seq, key, us, (e.observed - t) // _US,
-                names.get(e.host) or name(e.host), names.get(str(e.method)) or name(str(e.method)),
+                names.get(e.host) or name(e.host), names.get(method) or name(method),
                 names.get(e.source) or name(e.source), flags,
                 None if user is None else names.get(user) or name(user),
                 None if domain is None else names.get(domain) or name(domain),
@@ -288,26 +301,21 @@ class RowCodec:
                 cname, caddr, e.logon_id,
                 None if reason is None else names.get(reason) or name(reason),
                 None if conn is None else names.get(conn) or name(conn),
-                ct,
-                *((None, None, None) if qoc is None else
-                  (int(qoc["flags"]), int(qoc["in_speed"]), int(qoc["out_speed"]))),
-                e.destination, bp, shape, values,
+                ct, qf, qi, qo, e.destination, bp, shape, values,
             ))
             seq += 1
         return rows
 
     def _encode_raw(self, e: SensEvent, raw: Mapping[str, Any]
-                    ) -> tuple[int | None, str | None, tuple[tuple[int, str], ...]]:
+                    ) -> tuple[int | None, str | None, _Same]:
         """``raw`` as (shape code, stored values, the columns it repeats)."""
-        if len(raw) > _SHAPE_KEYS_MAX or not all(type(k) is str for k in raw):
-            return None, _COMPACT(dict(raw)), ()
-        columns: dict[str, int] = {}
-        for i in range(len(_ELIDABLE) - 1, -1, -1):  # the first field wins: set it last
-            v = _GET_STRINGS[i](e)
-            if v is not None:
-                columns[v] = i
+        if len(raw) > _SHAPE_KEYS_MAX:
+            return None, _COMPACT(dict(raw)), _NOTHING_SAME
+        # text -> the first field holding it (a None key is never looked up: only text is)
+        columns: dict[str | None, int] = dict(zip(_STRINGS_REVERSED(e), _INDEXES_REVERSED,
+                                                  strict=True))
         values: list[Any] = []
-        same: list[tuple[int, str]] = []
+        same: list[str] = []  # the values that repeat a field, in order
         where: list[int] = []  # per key, the field it repeats (-1: none)
         for v in raw.values():
             at = columns.get(v) if type(v) is str else None
@@ -315,20 +323,30 @@ class RowCodec:
                 values.append(v)
                 where.append(-1)
             else:
-                same.append((at, v))
+                same.append(v)
                 where.append(at)
-        # The same keys repeating the same fields: the same shape (its text made once).
+        # The same keys repeating the same fields: the same shape (its text and the getter of
+        # the fields it names made once; only keys that are all text get there).
         shape_key = (tuple(raw), tuple(where))
-        text = self._shape_texts.get(shape_key)
-        if text is None:
+        known = self._shape_texts.get(shape_key)
+        if known is None:
+            if not all(type(k) is str for k in raw):
+                return None, _COMPACT(dict(raw)), _NOTHING_SAME
             if len(self._shape_texts) >= _SHAPES_MAX:
                 self._shape_texts.clear()
-            text = self._shape_texts[shape_key] = _COMPACT(
-                [k if at < 0 else [k, _ELIDABLE[at]] for k, at in zip(raw, where, strict=True)])
+            fields = [_ELIDABLE[at] for at in where if at >= 0]
+            known = self._shape_texts[shape_key] = (_COMPACT(
+                [k if at < 0 else [k, _ELIDABLE[at]] for k, at in zip(raw, where, strict=True)]),
+                attrgetter(*fields) if fields else None)
+        text, getter = known
         code = self._shape(text)
         if code is None:
-            return None, _COMPACT(dict(raw)), ()
-        return code, _COMPACT(values) if values else None, tuple(same)
+            return None, _COMPACT(dict(raw)), _NOTHING_SAME
+        values_text = _compact_list(values) if values else None
+        if getter is None:
+            return code, values_text, _NOTHING_SAME
+        # attrgetter of one name gives the value itself, of several a tuple
+        return code, values_text, (getter, same[0] if len(same) == 1 else tuple(same))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -435,6 +453,34 @@ class RowCodec:
         return event
 
 
-def _still_equal(e: SensEvent, same: tuple[tuple[int, str], ...]) -> bool:
+#: The columns a shared raw's shape names and the values they held when it was encoded: a
+#: getter of those columns (None: no column) and what it gave.
+_Same = tuple[Callable[[SensEvent], Any] | None, Any]
+_NOTHING_SAME: _Same = (None, None)
+
+
+def _still_equal(e: SensEvent, same: _Same) -> bool:
     """Whether the columns a shared raw's shape names still hold its values for ``e``."""
-    return all(_GET_STRINGS[i](e) == v for i, v in same)
+    get, expected = same
+    return get is None or bool(get(e) == expected)
+
+
+_quote = json.encoder.encode_basestring
+
+
+def _compact_list(values: list[Any]) -> str:
+    """``_COMPACT(values)``, built directly for a list of text, integers and nulls (a wtmp
+    record's values: the JSON encoder's own setup costs more than the work)."""
+    parts: list[str] = []
+    add = parts.append
+    for v in values:
+        t = type(v)
+        if t is str:
+            add(_quote(v))
+        elif t is int:
+            add(int.__repr__(v))  # what the encoder writes for an int (not for a bool)
+        elif v is None:
+            add("null")
+        else:
+            return _COMPACT(values)
+    return "[" + ",".join(parts) + "]"

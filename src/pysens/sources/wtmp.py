@@ -99,11 +99,80 @@ def _session_info(rec: UtmpRecord) -> SessionInfo:
     address = rec.address
     if address is not None and not address.strip("0.:"):
         address = None  # 0.0.0.0 or ::, what writers put when they have no address
-    return SessionInfo(
-        session_id=line, user_name=rec.user, tty=line, session_type=session_type,
-        remote=remote, client_name=host, client_address=address, since=rec.time,
-        raw=rec.to_raw(),
-    )
+    # What SessionInfo(session_id=line, user_name=rec.user, tty=line, ...) makes, the fields set
+    # one by one: a frozen dataclass's __init__ costs twice as much, once per login record.
+    info = _new(SessionInfo)
+    (s_session_id, s_user_name, s_domain, s_session_name, s_session_type, s_session_class,
+     s_tty, s_seat, s_remote, s_client_name, s_client_address, s_logon_id, s_active, s_locked,
+     s_state, s_since, s_raw) = _INFO_SETTERS
+    s_session_id(info, line)
+    s_user_name(info, rec.user)
+    s_domain(info, None)
+    s_session_name(info, None)
+    s_session_type(info, session_type)
+    s_session_class(info, None)
+    s_tty(info, line)
+    s_seat(info, None)
+    s_remote(info, remote)
+    s_client_name(info, host)
+    s_client_address(info, address)
+    s_logon_id(info, None)
+    s_active(info, None)
+    s_locked(info, None)
+    s_state(info, None)
+    s_since(info, rec.time)
+    s_raw(info, rec.to_raw())
+    return info
+
+
+_new = object.__new__
+_INFO_SETTERS = tuple(getattr(SessionInfo, f).__set__ for f in SessionInfo.__slots__)
+assert SessionInfo.__slots__ == (  # noqa: S101 - an invariant of this code, not a check of input
+    "session_id", "user_name", "domain", "session_name", "session_type", "session_class", "tty",
+    "seat", "remote", "client_name", "client_address", "logon_id", "active", "locked", "state",
+    "since", "raw",
+), "_session_info sets the fields in this order"
+_LOGON_SETTERS = tuple(getattr(SessionRecord, f).__set__ for f in SessionRecord.__slots__)
+assert SessionRecord.__slots__ == (  # noqa: S101 - an invariant of this code, not a check of input
+    "time", "source", "method", "info", "reason", "synthesized", "host", "post_shell", "event",
+), "_logon_record sets the fields in this order"
+_GONE_SETTERS = tuple(getattr(SessionVanished, f).__set__ for f in SessionVanished.__slots__)
+assert SessionVanished.__slots__ == (  # noqa: S101 - an invariant of this code, not a check of input
+    "time", "source", "session_id", "reason", "synthesized", "host",
+), "_gone sets the fields in this order"
+
+
+def _logon_record(time: datetime, source: str, info: SessionInfo) -> SessionRecord:
+    """``SessionRecord(time, source, Method.Logon, info, post_shell=True)``, the fields set one
+    by one (as in :func:`_session_info`)."""
+    obs = _new(SessionRecord)
+    s_time, s_source, s_method, s_info, s_reason, s_synthesized, s_host, s_post, s_event = (
+        _LOGON_SETTERS)
+    s_time(obs, time)
+    s_source(obs, source)
+    s_method(obs, Method.Logon)
+    s_info(obs, info)
+    s_reason(obs, None)
+    s_synthesized(obs, False)
+    s_host(obs, None)
+    s_post(obs, True)
+    s_event(obs, None)
+    return obs
+
+
+def _gone(time: datetime, source: str, line: str, reason: str | None = None,
+          synthesized: bool = False) -> SessionVanished:
+    """``SessionVanished(time, source, line, reason, synthesized)``, the fields set one by one
+    (as in :func:`_session_info`)."""
+    obs = _new(SessionVanished)
+    s_time, s_source, s_session_id, s_reason, s_synthesized, s_host = _GONE_SETTERS
+    s_time(obs, time)
+    s_source(obs, source)
+    s_session_id(obs, line)
+    s_reason(obs, reason)
+    s_synthesized(obs, synthesized)
+    s_host(obs, None)
+    return obs
 
 
 def observe(rec: UtmpRecord, source: str = "wtmp", host: str | None = None) -> list[Observation]:
@@ -229,16 +298,14 @@ def _observe_stream(records: Iterable[UtmpRecord], source: str) -> Iterator[Obse
         line = rec.line
         if t == _USER_PROCESS and line:
             if open_lines.get(line, unseen_open):
-                yield SessionVanished(rec.time, source, line, reason="superseded",
-                                      synthesized=True)
+                yield _gone(rec.time, source, line, "superseded", True)
             open_lines[line] = True
-            yield SessionRecord(rec.time, source, Method.Logon, _session_info(rec),
-                                post_shell=True)
+            yield _logon_record(rec.time, source, _session_info(rec))
             continue
         if t == _DEAD_PROCESS:
             if line:
                 open_lines[line] = False
-                yield SessionVanished(rec.time, source, line)
+                yield _gone(rec.time, source, line)
             continue
         out = observe(rec, source)
         if out and isinstance(out[0], HostReset):

@@ -52,6 +52,7 @@ _DUPLICATE_WINDOW = timedelta(seconds=5)
 _CLOSED_MEMORY = 10_000
 
 Key = tuple[str, str]
+_trusted = SensEvent.trusted_fields
 _SESSION_METHODS = frozenset({
     M.Logon, M.Logoff, M.SessionDisconnect, M.SessionReconnect, M.PostShell, M.DisplayLock,
     M.DisplayUnlock, M.StartScreenSaver, M.StopScreenSaver,
@@ -315,9 +316,17 @@ class Tracker:
         if s is None:
             self._closed.pop(key, None)  # gone for good: the id may be reused (Windows, utmp)
             return []
-        out = self._logoff(key, s, obs.time, obs.source, obs.reason, obs.synthesized)
-        self._closed.pop(key, None)
-        return out
+        del self._open[key]
+        # What _logoff's _close and then popping the key leave in the memory of closed keys
+        # (gone for good, as above), without the OrderedDict's moves: the key is not there, and
+        # adding it would have pushed the oldest out when the memory was full.
+        closed = self._closed
+        if key in closed:
+            del closed[key]
+        elif len(closed) >= _CLOSED_MEMORY:
+            closed.popitem(last=False)
+        return [self._event(s, M.Logoff, obs.time, obs.source, reason=obs.reason,
+                            synthesized=obs.synthesized)]
 
     def _logoff(
         self, key: Key, s: OpenSession, time: datetime, source: str,
@@ -432,13 +441,11 @@ class Tracker:
         if sid is not None and type(sid) is not str:
             sid = str(sid)
         # Everything here is already valid, so the checking constructor is not needed: the
-        # tracker builds every event of a bulk import.
-        return SensEvent.trusted(
-            method, time, self._clock(), s.host, source, user_name=i.user_name,
-            session_id=sid, domain=i.domain, session_name=i.session_name,
-            session_type=i.session_type, tty=i.tty, seat=i.seat, remote=i.remote,
-            client_name=i.client_name, client_address=i.client_address, logon_id=i.logon_id,
-            reason=reason, synthesized=synthesized, raw=raw,
+        # tracker builds every event of a bulk import (hence the values by position too).
+        return _trusted(
+            method, time, self._clock(), s.host, source, i.user_name, sid, i.domain,
+            i.session_name, i.session_type, i.tty, i.seat, i.remote, i.client_name,
+            i.client_address, i.logon_id, reason, synthesized, raw,
         )
 
     def _plain(self, i: SessionInfo, method: Method, obs: SessionRecord) -> SensEvent:
