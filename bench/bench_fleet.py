@@ -48,9 +48,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,6 +62,7 @@ sys.path.insert(0, str(SRC))
 # The cluster helper the tests use (imported, not copied: one place knows how to run one).
 sys.path.insert(0, str(ROOT / "tests"))
 
+from fleet_fixtures import pg_schema  # noqa: E402
 from nats_cluster import ClusterNode, NatsCluster, NatsRequestError, js_request  # noqa: E402
 from pysens.events import SensEvent  # noqa: E402
 from pysens.fleet.connection import connected_server  # noqa: E402
@@ -652,21 +652,6 @@ async def failover_bare(cluster: NatsCluster, hosts: int, kills: int) -> list[Ki
 # -- the whole ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def pg_schema(pg: str) -> Iterator[str]:
-    """A fresh PostgreSQL schema as a store URL, dropped afterwards."""
-    import psycopg
-
-    schema = f"bench_fleet_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg, autocommit=True) as db:
-        db.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{pg}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(pg, autocommit=True) as db:
-            db.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 def _sigterm(_sig: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # the same clean-up as Ctrl-C
 
@@ -688,7 +673,7 @@ def throughput(args: argparse.Namespace, cluster: NatsCluster, tmp: Path,
             asyncio.run(bare_consume(cluster.urls, len(payloads), cluster, peer, run))
             with contextlib.ExitStack() as stack:
                 if args.store == "postgresql":
-                    store_url = stack.enter_context(pg_schema(args.pg))
+                    store_url = stack.enter_context(pg_schema(args.pg, "bench_fleet"))
                 else:
                     store_url = f"sqlite:///{tmp / f'fleet{r}.db'}"
                 asyncio.run(pysens_pipeline(cluster, journal, store_url, args.events,

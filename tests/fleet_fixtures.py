@@ -4,6 +4,7 @@ it can be stopped and restarted) and a private PostgreSQL schema, plus small hel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -90,19 +91,27 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
+@contextlib.contextmanager
+def pg_schema(base: str = PG_BASE, prefix: str = "sens_test") -> Iterator[str]:
+    """A store URL on the PostgreSQL server ``base`` with a schema of its own, dropped
+    afterwards (the tests' and the benchmarks')."""
+    import psycopg
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as db:
+        db.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A store URL on the test PostgreSQL with a schema of its own, dropped afterwards."""
-    import psycopg
-
-    schema = f"sens_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_BASE, autocommit=True) as db:
-        db.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_BASE, autocommit=True) as db:
-            db.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with pg_schema() as url:
+        yield url
 
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
