@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 REPEAT = 3
 
@@ -17,3 +18,25 @@ def best(fn: Callable[[], object], repeat: int = REPEAT) -> tuple[float, object]
         result = fn()
         times.append(time.perf_counter() - start)
     return min(times), result
+
+
+def idle_cost(argv: Sequence[str], env: Mapping[str, str], seconds: float) -> tuple[float, float]:
+    """CPU seconds and RSS (MB) of the process ``argv`` over ``seconds`` once it has printed
+    its first line (it is watching from then on), without a single change to see."""
+    import psutil
+
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=dict(env))
+    try:
+        assert proc.stdout is not None
+        if not proc.stdout.readline():
+            raise SystemExit(f"{argv[:4]} ended before it was ready")
+        p = psutil.Process(proc.pid)
+        c0 = p.cpu_times()
+        time.sleep(seconds)
+        c1 = p.cpu_times()
+        rss = p.memory_info().rss / 2**20
+    finally:
+        proc.terminate()
+        proc.wait()
+    return (c1.user + c1.system) - (c0.user + c0.system), rss

@@ -19,7 +19,6 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import psutil
 
+from _common import idle_cost  # bench/ is sys.path[0] when run as a script
 from dbus_fixtures import LogindWorld, session_props
 from pysens.events import SensEvent
 from pysens.live import tracked_events
@@ -117,25 +117,13 @@ async def latency(world: LogindWorld, n: int, span: float) -> tuple[str, list[fl
     return how, ours, theirs
 
 
-def idle_cost(world: LogindWorld, seconds: float) -> tuple[float, float]:
+def idle_of(world: LogindWorld, seconds: float) -> tuple[float, float]:
+    """``sens watch --source logind`` idle (its first line: the existing session's Logon)."""
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": world.address,
            "SENS_SOCKET": str(world.directory / "none.sock"),
            "SENS_JOURNAL": str(world.directory / "journal.db")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pysens.cli", "watch", "--source", "logind", "--json",
-         "--include-existing"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    try:
-        assert proc.stdout is not None
-        proc.stdout.readline()  # the existing session's Logon: watching from here on
-        p = psutil.Process(proc.pid)
-        c0 = p.cpu_times()
-        time.sleep(seconds)
-        c1 = p.cpu_times()
-        rss = p.memory_info().rss / 2**20
-    finally:
-        proc.terminate()
-        proc.wait()
-    return (c1.user + c1.system) - (c0.user + c0.system), rss
+    return idle_cost([sys.executable, "-m", "pysens.cli", "watch", "--source", "logind",
+                      "--json", "--include-existing"], env, seconds)
 
 
 async def main() -> None:
@@ -150,7 +138,7 @@ async def main() -> None:
         try:
             await world.mock.start()
             how, ours, theirs = await latency(world, args.events, args.span)
-            cpu, rss = await asyncio.to_thread(idle_cost, world, args.idle)
+            cpu, rss = await asyncio.to_thread(idle_of, world, args.idle)
         finally:
             await world.close()
     ms = 1000.0

@@ -33,6 +33,8 @@ import time
 import uuid
 from pathlib import Path
 
+from _common import idle_cost  # bench/ is sys.path[0] when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 IFF_UP = 0x1
 IDLE_CHILD = """
@@ -141,29 +143,15 @@ async def latency(changes: int, link: str) -> tuple[list[float], list[float], in
     return ours, theirs, len(seen) - len(theirs)
 
 
-def idle_cost(seconds: float) -> tuple[float, float]:
-    import psutil
-
+def idle_of(seconds: float) -> tuple[float, float]:
+    """A process running only NetworkSource, idle (its first line: ready)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", IDLE_CHILD], stdout=subprocess.PIPE,
-                            env=env, text=True)
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        p = psutil.Process(proc.pid)
-        c0 = p.cpu_times()
-        time.sleep(seconds)
-        c1 = p.cpu_times()
-        rss = p.memory_info().rss / 2**20
-    finally:
-        proc.terminate()
-        proc.wait()
-    return (c1.user + c1.system) - (c0.user + c0.system), rss
+    return idle_cost([sys.executable, "-c", IDLE_CHILD], env, seconds)
 
 
 def inside(args: argparse.Namespace) -> None:
     ours, theirs, missed = asyncio.run(latency(args.changes, "va"))
-    cpu, rss = idle_cost(args.idle)
+    cpu, rss = idle_of(args.idle)
     print(json.dumps({"ours": ours, "theirs": theirs, "missed": missed, "cpu": cpu,
                       "rss": rss}))
 

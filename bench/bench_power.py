@@ -21,7 +21,6 @@ import contextlib
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,10 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import psutil
 from dbus_fast import Message, Variant
 from dbus_fast.aio import MessageBus
 
+from _common import idle_cost  # bench/ is sys.path[0] when run as a script
 from pysens.events import SensEvent
 from pysens.live import tracked_events
 from pysens.sources.upower import UPowerSource
@@ -162,22 +161,10 @@ async def latency(world: UPowerWorld, n: int, span: float
     return how, ours, theirs
 
 
-def idle_cost(address: str, script: str, seconds: float) -> tuple[float, float]:
+def idle_of(address: str, script: str, seconds: float) -> tuple[float, float]:
+    """``script`` on the private system bus, idle."""
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address}
-    proc = subprocess.Popen([sys.executable, "-c", script, address], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=env)
-    try:
-        assert proc.stdout is not None
-        proc.stdout.readline()  # watching (or polling) from here on
-        p = psutil.Process(proc.pid)
-        c0 = p.cpu_times()
-        time.sleep(seconds)
-        c1 = p.cpu_times()
-        rss = p.memory_info().rss / 2**20
-    finally:
-        proc.terminate()
-        proc.wait()
-    return (c1.user + c1.system) - (c0.user + c0.system), rss
+    return idle_cost([sys.executable, "-c", script, address], env, seconds)
 
 
 async def main() -> None:
@@ -192,9 +179,9 @@ async def main() -> None:
         try:
             await world.mock.start()
             how, ours, theirs = await latency(world, args.changes, args.span)
-            cpu, rss = await asyncio.to_thread(idle_cost, world.address, SOURCE_SCRIPT,
+            cpu, rss = await asyncio.to_thread(idle_of, world.address, SOURCE_SCRIPT,
                                                args.idle)
-            peer_cpu, peer_rss = await asyncio.to_thread(idle_cost, world.address,
+            peer_cpu, peer_rss = await asyncio.to_thread(idle_of, world.address,
                                                          PEER_SCRIPT, args.idle)
         finally:
             await world.close()
