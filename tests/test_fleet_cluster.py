@@ -168,7 +168,7 @@ def _spawn_collector(seed: str, store: str, log: Path) -> subprocess.Popen[bytes
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "pysens.cli", "-v", "collect", seed, "--store", store,
-             "--batch", "200"], env=env, stdout=out, stderr=subprocess.STDOUT)
+             "--batch", "200", "--replicas", "3"], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.slow  # three SIGKILLs; the server's elections after them take 4-9 s each
@@ -179,7 +179,8 @@ async def test_kill9_of_nodes_leaders_and_a_collector_while_events_flow(
     seed = nats_cluster.seed
     journals = [Journal(tmp_path / f"j{i}.db") for i in range(2)]
     forwarders = [Forwarder(j, seed, replicas=3, poll_interval=0.02) for j in journals]
-    collector = Collector(seed, pg_url, batch=200)
+    # Every client that may create the stream says R3: the first to come makes it.
+    collector = Collector(seed, pg_url, batch=200, replicas=3)
     log = tmp_path / "collector2.log"
     other = _spawn_collector(seed, pg_url, log)
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(f.run()) for f in forwarders]
@@ -206,6 +207,7 @@ async def test_kill9_of_nodes_leaders_and_a_collector_while_events_flow(
     try:
         try:
             await flowing(200)
+            assert nats_cluster.stream_info("SENS")["config"]["num_replicas"] == 3
             # 1. the node the first forwarder is connected to
             node = _node_of(nats_cluster, forwarders[0]._nc)
             nats_cluster.kill(node)
