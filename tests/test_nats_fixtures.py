@@ -176,8 +176,9 @@ def _expected(method: str, case: str) -> tuple[type[BaseException], str]:
         # when the server checks it, so nats-py sees either the server's alert (ssl.SSLError
         # "SSLV3_ALERT_BAD_CERTIFICATE" / "TLSV13_ALERT_CERTIFICATE_REQUIRED") or only the
         # connection dropped (ConnectionResetError "Connection lost" or "[Errno 104]
-        # Connection reset by peer"), whichever comes first.
-        return OSError, "ALERT|Connection lost|Connection reset"
+        # Connection reset by peer", or BrokenPipeError "[Errno 32] Broken pipe" when the
+        # client was writing), whichever comes first.
+        return OSError, "ALERT|Connection lost|Connection reset|Broken pipe"
     # Not nats.errors.AuthorizationError: nats-py raises that only for a -ERR after connect.
     return nats.errors.Error, "Authorization Violation"
 
