@@ -21,7 +21,7 @@ from typing import Any
 from ..events import EventError, SensEvent
 from .migrate import CONVERSIONS
 from .reader import OnBad
-from .rows import COLUMNS, FLAG_HISTORY, Row, RowCodec, id_key, id_text, time_us
+from .rows import COLUMNS, FLAG_HISTORY, Row, RowCodec, id_key, id_text, keys_not_after, time_us
 from .rowtext import RowText
 from .schema import LAST_SEQ, MIGRATIONS, JournalError, JournalFull, default_journal_path
 from .window import window_keys
@@ -335,12 +335,7 @@ class Journal:
             return {}
         # Ids begin with their time: events newer than everything journaled (a live event, a
         # history import in time order) need no lookup at all.
-        # key_rank(k) <= key_rank(top), written out (it runs per key): all text sorts before
-        # any blob.
-        if type(top) is bytes:
-            maybe = [k for k in keys if type(k) is not bytes or k <= top]
-        else:
-            maybe = [k for k in keys if type(k) is not bytes and k <= top]
+        maybe = keys_not_after(keys, top)
         found: dict[bytes | str, int] = {}
         for n in range(0, len(maybe), 500):
             chunk = maybe[n : n + 500]

@@ -36,6 +36,7 @@ __all__ = [
     "RowCodec",
     "id_key",
     "id_text",
+    "keys_not_after",
     "time_us",
 ]
 
@@ -96,9 +97,12 @@ def id_text(key: bytes | str) -> str:
     raise EventError(f"a stored id is neither a ULID nor text: {key!r}")
 
 
-def key_rank(key: bytes | str) -> tuple[bool, bytes | str]:
-    """A key's place in SQLite's order (all text before any blob), for comparing in Python."""
-    return (type(key) is bytes, key)
+def keys_not_after(keys: Iterable[bytes | str], top: bytes | str) -> list[bytes | str]:
+    """The ``keys`` that SQLite orders at or before ``top`` (all text sorts before any blob)."""
+    # Written out per case rather than a (is-blob, key) pair per key: it runs per appended id.
+    if isinstance(top, bytes):
+        return [k for k in keys if isinstance(k, str) or k <= top]
+    return [k for k in keys if isinstance(k, str) and k <= top]
 
 
 # Text fields a raw value may repeat, in the order they are tried (the first equal one is

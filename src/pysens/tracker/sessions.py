@@ -316,24 +316,20 @@ class Tracker:
         if s is None:
             self._closed.pop(key, None)  # gone for good: the id may be reused (Windows, utmp)
             return []
-        del self._open[key]
-        # What _logoff's _close and then popping the key leave in the memory of closed keys
-        # (gone for good, as above), without the OrderedDict's moves: the key is not there, and
-        # adding it would have pushed the oldest out when the memory was full.
-        closed = self._closed
-        if key in closed:
-            del closed[key]
-        elif len(closed) >= _CLOSED_MEMORY:
-            closed.popitem(last=False)
-        return [self._event(s, M.Logoff, obs.time, obs.source, reason=obs.reason,
-                            synthesized=obs.synthesized)]
+        # Gone for good, as above: not remembered as closed.
+        return self._logoff(key, s, obs.time, obs.source, obs.reason, obs.synthesized,
+                            remember=False)
 
     def _logoff(
         self, key: Key, s: OpenSession, time: datetime, source: str,
         reason: str | None, synthesized: bool, info: SessionInfo | None = None,
+        *, remember: bool = True,
     ) -> list[SensEvent]:
         del self._open[key]
-        self._close(key)
+        if remember:
+            self._close(key)
+        else:
+            self._forget(key)
         return [self._event(s, M.Logoff, time, source, reason=reason, synthesized=synthesized,
                             info=info)]
 
@@ -342,6 +338,16 @@ class Tracker:
         self._closed.move_to_end(key)
         while len(self._closed) > _CLOSED_MEMORY:
             self._closed.popitem(last=False)
+
+    def _forget(self, key: Key) -> None:
+        """What :meth:`_close` and then dropping ``key`` leave in the memory of closed keys,
+        without the OrderedDict's moves (a history import does this per logout): ``key`` not
+        there, and the oldest pushed out if the memory was full."""
+        closed = self._closed
+        if key in closed:
+            del closed[key]
+        elif len(closed) >= _CLOSED_MEMORY:
+            closed.popitem(last=False)
 
     def _record(self, obs: SessionRecord) -> list[SensEvent]:
         events = self._record_rules(obs)

@@ -179,17 +179,19 @@ class Hub:
 
     def snapshot(self, predicate: Predicate | None) -> dict[str, Any]:
         """The whole picture for a page that (re)starts, its filter applied to the events."""
-        return {"mode": self.mode, "title": self.title, "status": self.status,
-                "now": format_time(datetime.now(UTC)), "since": format_time(self.since),
-                **self.view.snapshot(predicate)}
+        return {**self._head(format_time(datetime.now(UTC))), **self.view.snapshot(predicate)}
+
+    def _head(self, now: str) -> dict[str, Any]:
+        """A snapshot's fields beside the picture."""
+        return {"mode": self.mode, "title": self.title, "status": self.status, "now": now,
+                "since": format_time(self.since)}
 
     def snapshot_sse(self, predicate: Predicate | None) -> bytes:
         """The server's clock (``clock``), then :meth:`snapshot` as one Server-Sent Event, its
         rows and spans without null fields (the picture kept serialized for unfiltered pages
         until it changes)."""
         now = format_time(datetime.now(UTC))
-        head = _dumps({"mode": self.mode, "title": self.title, "status": self.status,
-                       "now": now, "since": format_time(self.since)})
+        head = _dumps(self._head(now))
         picture = self._picture() if predicate is None else self._serialize(predicate)
         return (sse("clock", _dumps({"now": now}))
                 + sse("snapshot", head[:-1] + b"," + picture[1:]))
