@@ -20,7 +20,7 @@ SRC = Path(pysens.__file__).parent
 
 #: The floors of the flow, lowest first: a module may import its own floor and the ones below.
 FLOORS: dict[str, int] = {
-    "_deprecated": 0, "aio": 0, "events": 0, "inotify": 0,
+    "_deprecated": 0, "_slots": 0, "aio": 0, "events": 0, "inotify": 0,
     "observations": 1, "criteria": 1, "interfaces": 1, "text": 1,
     "tracker": 2, "sources": 2,
     "timeline": 3, "journal": 3, "eventsystem": 3,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
+from .._slots import slot_setters
+
 __all__ = [
     "HEAD_SIZE",
     "LAYOUTS",
@@ -122,11 +124,9 @@ class UtmpRecord:
 
 _TYPE_NAMES = tuple(t.name for t in UtType)
 assert all(t.value == n for n, t in enumerate(UtType))  # noqa: S101 - an invariant of this code, not a check of input
-_RECORD_SETTERS = tuple(getattr(UtmpRecord, f).__set__ for f in UtmpRecord.__slots__)
-assert UtmpRecord.__slots__ == (  # noqa: S101 - an invariant of this code, not a check of input
-    "type", "pid", "line", "id", "user", "host", "exit_termination", "exit_status", "session",
-    "time", "address", "offset",
-), "_decode_all sets the fields in this order"
+_RECORD_SETTERS = slot_setters(  # in decode_all's order
+    UtmpRecord, "type", "pid", "line", "id", "user", "host", "exit_termination", "exit_status",
+    "session", "time", "address", "offset")
 
 
 def _text(b: bytes) -> str:

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from .._slots import slot_setters
 from ..events import Method
 from ..observations import HostReset, Observation, SessionInfo, SessionRecord, SessionVanished
 from . import HistoryKind, ReadError
@@ -126,20 +127,15 @@ def _session_info(rec: UtmpRecord) -> SessionInfo:
 
 
 _new = object.__new__
-_INFO_SETTERS = tuple(getattr(SessionInfo, f).__set__ for f in SessionInfo.__slots__)
-assert SessionInfo.__slots__ == (  # noqa: S101 - an invariant of this code, not a check of input
-    "session_id", "user_name", "domain", "session_name", "session_type", "session_class", "tty",
-    "seat", "remote", "client_name", "client_address", "logon_id", "active", "locked", "state",
-    "since", "raw",
-), "_session_info sets the fields in this order"
-_LOGON_SETTERS = tuple(getattr(SessionRecord, f).__set__ for f in SessionRecord.__slots__)
-assert SessionRecord.__slots__ == (  # noqa: S101 - an invariant of this code, not a check of input
-    "time", "source", "method", "info", "reason", "synthesized", "host", "post_shell", "event",
-), "_logon_record sets the fields in this order"
-_GONE_SETTERS = tuple(getattr(SessionVanished, f).__set__ for f in SessionVanished.__slots__)
-assert SessionVanished.__slots__ == (  # noqa: S101 - an invariant of this code, not a check of input
-    "time", "source", "session_id", "reason", "synthesized", "host",
-), "_gone sets the fields in this order"
+_INFO_SETTERS = slot_setters(  # in _session_info's order
+    SessionInfo, "session_id", "user_name", "domain", "session_name", "session_type",
+    "session_class", "tty", "seat", "remote", "client_name", "client_address", "logon_id",
+    "active", "locked", "state", "since", "raw")
+_LOGON_SETTERS = slot_setters(  # in _logon_record's order
+    SessionRecord, "time", "source", "method", "info", "reason", "synthesized", "host",
+    "post_shell", "event")
+_GONE_SETTERS = slot_setters(  # in _gone's order
+    SessionVanished, "time", "source", "session_id", "reason", "synthesized", "host")
 
 
 def _logon_record(time: datetime, source: str, info: SessionInfo) -> SessionRecord:
