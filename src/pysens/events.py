@@ -36,7 +36,9 @@ __all__ = [
     "make_event_id",
     "parse_method",
     "parse_time",
+    "recent_id_key",
     "snake_case",
+    "ulid_text",
 ]
 
 
@@ -215,8 +217,16 @@ def parse_time(value: str | datetime | float | int) -> datetime:
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Two base-32 digits at a time: 13 lookups encode the 130 bits of a 26-digit ULID.
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
-_SHIFTS = tuple(range(120, -1, -10))
 _blake2b = hashlib.blake2b
+
+
+def ulid_text(n: int) -> str:
+    """The 26 Crockford base-32 digits of a 128-bit ``n`` (a ULID's text)."""
+    p = _PAIRS  # two digits per lookup, written out: a loop and a join cost half as much again
+    return (f"{p[n >> 120]}{p[(n >> 110) & 1023]}{p[(n >> 100) & 1023]}"
+            f"{p[(n >> 90) & 1023]}{p[(n >> 80) & 1023]}{p[(n >> 70) & 1023]}"
+            f"{p[(n >> 60) & 1023]}{p[(n >> 50) & 1023]}{p[(n >> 40) & 1023]}"
+            f"{p[(n >> 30) & 1023]}{p[(n >> 20) & 1023]}{p[(n >> 10) & 1023]}{p[n & 1023]}")
 
 
 def make_event_id(time: datetime, *parts: object) -> str:
@@ -228,9 +238,7 @@ def make_event_id(time: datetime, *parts: object) -> str:
     """
     ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
     digest = _blake2b("\x1f".join(map(str, parts)).encode(), digest_size=10).digest()
-    n = (ms << 80) | int.from_bytes(digest, "big")
-    pairs = _PAIRS
-    return "".join([pairs[(n >> s) & 1023] for s in _SHIFTS])
+    return ulid_text((ms << 80) | int.from_bytes(digest, "big"))
 
 
 @cache
@@ -525,11 +533,7 @@ def _event_id(
     if connection is not None or destination is not None:
         key += f"\x1f{connection}\x1f{destination}"
     n = (ms << 80) | int.from_bytes(_blake2b(key.encode(), digest_size=10).digest(), "big")
-    p = _PAIRS  # two digits per lookup, written out: a loop and a join cost half as much again
-    text = (f"{p[n >> 120]}{p[(n >> 110) & 1023]}{p[(n >> 100) & 1023]}"
-            f"{p[(n >> 90) & 1023]}{p[(n >> 80) & 1023]}{p[(n >> 70) & 1023]}"
-            f"{p[(n >> 60) & 1023]}{p[(n >> 50) & 1023]}{p[(n >> 40) & 1023]}"
-            f"{p[(n >> 30) & 1023]}{p[(n >> 20) & 1023]}{p[(n >> 10) & 1023]}{p[n & 1023]}")
+    text = ulid_text(n)
     if len(_ID_KEYS) >= _ID_KEYS_MAX:
         _ID_KEYS.clear()
     _ID_KEYS[text] = n.to_bytes(16, "big")

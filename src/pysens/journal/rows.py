@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
-from ..events import METHOD_CLASSES, EventError, Method, SensEvent, recent_id_key
+from ..events import METHOD_CLASSES, EventError, Method, SensEvent, recent_id_key, ulid_text
 
 __all__ = [
     "COLUMNS",
@@ -70,7 +70,6 @@ def time_us(t: datetime) -> int:
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _TO_BASE32 = str.maketrans(_CROCKFORD, "0123456789abcdefghijklmnopqrstuv")
 _ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}").fullmatch
-_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 
 
 def id_key(event_id: str) -> bytes | str:
@@ -86,12 +85,7 @@ def id_key(event_id: str) -> bytes | str:
 def id_text(key: bytes | str) -> str:
     """The id a stored key stands for (:func:`id_key` undone)."""
     if type(key) is bytes:
-        n = int.from_bytes(key, "big")
-        p = _PAIRS  # two digits per lookup, written out: a loop costs a third more
-        return (f"{p[n >> 120]}{p[(n >> 110) & 1023]}{p[(n >> 100) & 1023]}"
-                f"{p[(n >> 90) & 1023]}{p[(n >> 80) & 1023]}{p[(n >> 70) & 1023]}"
-                f"{p[(n >> 60) & 1023]}{p[(n >> 50) & 1023]}{p[(n >> 40) & 1023]}"
-                f"{p[(n >> 30) & 1023]}{p[(n >> 20) & 1023]}{p[(n >> 10) & 1023]}{p[n & 1023]}")
+        return ulid_text(int.from_bytes(key, "big"))
     if isinstance(key, str):
         return key
     raise EventError(f"a stored id is neither a ULID nor text: {key!r}")
