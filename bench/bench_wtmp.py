@@ -42,6 +42,7 @@ from pysens.importer import Importer
 from pysens.journal import Journal
 from pysens.journal.rows import COLUMNS, Row, RowCodec
 from pysens.journal.schema import LAST_SEQ
+from pysens.sources.utmprecord import LAYOUTS
 from pysens.sources.wtmp import read_records, read_wtmp
 from pysens.tracker import Tracker
 
@@ -228,7 +229,7 @@ def main() -> None:
             # The least Python can do with the file: unpack each record and decode its three
             # strings and its time; nothing checked, no objects (what "within 2x of last" is
             # up against, last being C).
-            codec = struct.Struct("<h2xi32s4s32s256shhiii4i20s")
+            codec = LAYOUTS[0].codec  # the 384-byte little-endian record
             n = 0
             for (_t, _pid, line, _id, user, host, *_, sec, usec, _a0, _a1, _a2, _a3,
                  _u) in codec.iter_unpack(wtmp.read_bytes()):
