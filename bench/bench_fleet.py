@@ -62,7 +62,7 @@ sys.path.insert(0, str(SRC))
 # The cluster helper the tests use (imported, not copied: one place knows how to run one).
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fleet_fixtures import pg_schema  # noqa: E402
+from fleet_fixtures import pg_schema, reap  # noqa: E402
 from nats_cluster import ClusterNode, NatsCluster, NatsRequestError, js_request  # noqa: E402
 from pysens.events import SensEvent  # noqa: E402
 from pysens.fleet.connection import connected_server  # noqa: E402
@@ -285,13 +285,7 @@ def spawn_collector(seed: str, store_url: str, stream: str, log: Path) -> (
 
 def stop_child(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM a child, SIGKILL it if it lingers, and reap it."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    reap(proc)
     with contextlib.suppress(ValueError):
         _children.remove(proc)
 
