@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 REPEAT = 3
 
@@ -18,6 +20,12 @@ def best(fn: Callable[[], object], repeat: int = REPEAT) -> tuple[float, object]
         result = fn()
         times.append(time.perf_counter() - start)
     return min(times), result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def idle_cost(argv: Sequence[str], env: Mapping[str, str], seconds: float) -> tuple[float, float]:

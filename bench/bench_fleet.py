@@ -62,6 +62,7 @@ sys.path.insert(0, str(SRC))
 # The cluster helper the tests use (imported, not copied: one place knows how to run one).
 sys.path.insert(0, str(ROOT / "tests"))
 
+from _common import cpu_seconds  # noqa: E402
 from fleet_fixtures import pg_schema, reap  # noqa: E402
 from nats_cluster import ClusterNode, NatsCluster, NatsRequestError, js_request  # noqa: E402
 from pysens.events import SensEvent  # noqa: E402
@@ -132,12 +133,6 @@ class SingleServer(NatsCluster):
             if time.monotonic() > deadline:
                 raise AssertionError("JetStream did not answer")
             time.sleep(0.1)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def servers_cpu(cluster: NatsCluster) -> float:
@@ -528,12 +523,6 @@ def say(k: Kill) -> None:
                                              " (acks were not flowing before it)"), flush=True)
 
 
-def node_index(cluster: NatsCluster, nc: Any) -> int:
-    """The index of the node a nats-py client is connected to now."""
-    port = int(connected_server(nc).rpartition(":")[2])
-    return next(n.index for n in cluster.nodes if n.port == port)
-
-
 async def failover_pysens(cluster: NatsCluster, journal: Journal, hosts: int, kills: int,
                           debug: DebugLog) -> list[Kill]:
     """The kills while pysens forwards a steady ~400 events/s."""
@@ -571,7 +560,7 @@ async def failover_pysens(cluster: NatsCluster, journal: Journal, hosts: int, ki
         for kind in ("connected", "leader"):
             for _ in range(kills):
                 out.append(await kill_and_watch(
-                    cluster, name, kind, "pysens", lambda: node_index(cluster, fwd._nc),
+                    cluster, name, kind, "pysens", lambda: cluster.node_of(fwd._nc),
                     times, lambda: fwd.stats.acked, debug,
                     lambda: client_state(fwd._nc) + f" stats={fwd.stats}"))
                 say(out[-1])
@@ -632,7 +621,7 @@ async def failover_bare(cluster: NatsCluster, hosts: int, kills: int) -> list[Ki
         for kind in ("connected", "leader"):
             for _ in range(kills):
                 out.append(await kill_and_watch(
-                    cluster, name, kind, "bare", lambda: node_index(cluster, nc), times,
+                    cluster, name, kind, "bare", lambda: cluster.node_of(nc), times,
                     lambda: acked, None,
                     lambda: client_state(nc, publisher) + f"; retries met {dict(errors)}"))
                 say(out[-1])

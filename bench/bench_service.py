@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import cpu_seconds  # bench/ is sys.path[0] when run as a script
 from pysens.events import SensEvent
 from pysens.journal import Journal, SubscriptionStore
 
@@ -43,11 +44,6 @@ def event(i: int, tag: str) -> SensEvent:
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:

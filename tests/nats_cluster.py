@@ -321,6 +321,13 @@ class NatsCluster:
                 return self.node_by_name(str(leader)).index
         return None
 
+    def node_of(self, client: Any) -> int:
+        """The index of the node a nats-py ``client`` is connected to now."""
+        from pysens.fleet.connection import connected_server
+
+        port = int(connected_server(client).rpartition(":")[2])
+        return next(n.index for n in self.nodes if n.port == port)
+
     def wait_stream_current(self, name: str, limit: float = 60.0) -> int:
         """Wait until stream ``name`` has a leader and every other running node's replica of
         it is current (a restarted node has caught up); the leader's index. Killing the leader

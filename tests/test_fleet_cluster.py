@@ -19,19 +19,12 @@ import pytest
 from fleet_fixtures import SRC, await_for, free_port, pg_url, storm
 from nats_cluster import NatsCluster, nats_cluster
 from pysens.fleet.collector import Collector
-from pysens.fleet.connection import connected_server
 from pysens.fleet.forwarder import Forwarder
 from pysens.fleet.store import open_store
 from pysens.fleet.stream import StreamSettings, ensure_stream
 from pysens.journal import Journal
 
 __all__ = ["nats_cluster", "pg_url"]
-
-
-def _node_of(cluster: NatsCluster, client: Any) -> int:
-    """The index of the node a nats-py client is connected to."""
-    port = int(connected_server(client).rpartition(":")[2])
-    return next(n.index for n in cluster.nodes if n.port == port)
 
 
 async def _stream_config(url: list[str]) -> Any:
@@ -85,12 +78,12 @@ async def test_the_node_in_use_dies_and_the_announced_servers_take_over(
         journal.append_many(storm("disc", 100))
         fwd.notify()
         await await_for(lambda: fwd.stats.cursor == 100, "the first events acked")
-        assert _node_of(nats_cluster, fwd._nc) == 0
+        assert nats_cluster.node_of(fwd._nc) == 0
         nats_cluster.kill(0)
         journal.append_many(storm("disc", 100, start=100))
         fwd.notify()
         await await_for(lambda: fwd.stats.cursor == 200, "the events after the kill acked")
-        assert _node_of(nats_cluster, fwd._nc) in (1, 2)
+        assert nats_cluster.node_of(fwd._nc) in (1, 2)
     finally:
         await fwd.aclose()
         await asyncio.gather(task, return_exceptions=True)
@@ -226,7 +219,7 @@ async def test_kill9_of_nodes_leaders_and_a_collector_while_events_flow(
             await flowing(200)
             assert nats_cluster.stream_info("SENS")["config"]["num_replicas"] == 3
             # 1. the node the first forwarder is connected to
-            node = _node_of(nats_cluster, forwarders[0]._nc)
+            node = nats_cluster.node_of(forwarders[0]._nc)
             nats_cluster.kill(node)
             await flowing(400)
             nats_cluster.restart(node)
